@@ -1,0 +1,178 @@
+// One tracked connection as the per-worker conntrack table stores it: both
+// tuples, the protocol state, netfilter's status bits, the connmark and the
+// counters. Entries live inside a Table (table.hpp) and are written only by
+// the worker that owns that table; other threads see copies (FlowInfo).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dpgate/net/addr.hpp"
+
+namespace dpgate::conntrack {
+
+// IP_CT_DIR_ORIGINAL / IP_CT_DIR_REPLY.
+enum class Direction : uint8_t { kOriginal = 0, kReply = 1 };
+
+constexpr Direction opposite(Direction d) {
+  return d == Direction::kOriginal ? Direction::kReply : Direction::kOriginal;
+}
+
+// enum tcp_conntrack (uapi nf_conntrack_tcp.h), same numbers, so state
+// names and `conntrack -L` output line up with the kernel's.
+enum class TcpState : uint8_t {
+  kNone = 0,
+  kSynSent,
+  kSynRecv,
+  kEstablished,
+  kFinWait,
+  kCloseWait,
+  kLastAck,
+  kTimeWait,
+  kClose,
+  kSynSent2,
+};
+inline constexpr unsigned kTcpStateCount = 10;
+
+// IPS_* bits (uapi nf_conntrack_common.h), same numbers: these are what
+// `-m conntrack --ctstatus` tests and `conntrack -L` prints.
+namespace status {
+inline constexpr uint16_t kExpected = 1u << 0;
+inline constexpr uint16_t kSeenReply = 1u << 1;
+inline constexpr uint16_t kAssured = 1u << 2;
+inline constexpr uint16_t kConfirmed = 1u << 3;
+inline constexpr uint16_t kSrcNat = 1u << 4;
+inline constexpr uint16_t kDstNat = 1u << 5;
+inline constexpr uint16_t kSeqAdjust = 1u << 6;
+inline constexpr uint16_t kSrcNatDone = 1u << 7;
+inline constexpr uint16_t kDstNatDone = 1u << 8;
+inline constexpr uint16_t kDying = 1u << 9;
+inline constexpr uint16_t kFixedTimeout = 1u << 10;
+}  // namespace status
+
+enum class EntryKind : uint8_t {
+  kFree = 0,
+  kFlow,      // a connection owned by this table's worker
+  kRedirect,  // DESIGN §3 point 3: "this reply tuple belongs to worker `owner`"
+  kDead,      // killed (RST before a reply, reopened): unlinked, freed at begin_burst
+  kDeadSwept, // killed while the graveyard was full: freed by the expiry sweep
+};
+
+// Reverses a tuple the way nf_ct_invert_tuple does. ICMP keeps its ports:
+// the parser puts the echo identifier in src_port for requests and replies
+// alike, so a reply's tuple is the request's with the addresses swapped.
+constexpr net::FiveTuple invert(const net::FiveTuple& t) {
+  net::FiveTuple r = t;
+  r.src = t.dst;
+  r.dst = t.src;
+  if (t.proto != 1) {
+    r.src_port = t.dst_port;
+    r.dst_port = t.src_port;
+  }
+  return r;
+}
+
+// The status bits NAT implies when a flow's replies carry `reply` instead
+// of invert(orig): SRC_NAT when they come back to another source address or
+// port (ICMP: identifier), DST_NAT when they come from another destination.
+constexpr uint16_t nat_status(const net::FiveTuple& orig, const net::FiveTuple& reply) {
+  const bool icmp = orig.proto == 1;
+  const bool snat =
+      reply.dst != orig.src || (icmp ? reply.src_port != orig.src_port : reply.dst_port != orig.src_port);
+  const bool dnat = reply.src != orig.dst || (!icmp && reply.src_port != orig.dst_port);
+  return static_cast<uint16_t>((snat ? status::kSrcNat : 0) | (dnat ? status::kDstNat : 0));
+}
+
+// 128 bytes, two cache lines, every field naturally aligned. Line 0 holds
+// the original tuple and what per-packet tracking reads; line 1 the reply
+// tuple (less its proto/family, which it shares with the original) and the
+// rest of the counters. A lookup touches both lines, so the table prefetches
+// both.
+//
+// Written by the owning worker only (Table's single writer); never shared.
+struct alignas(64) Entry {
+  // line 0
+  net::FiveTuple orig;
+  uint32_t deadline = 0;  // in the table's coarse ticks; wraps, compared signed
+  uint32_t mark = 0;      // the connmark (CONNMARK, -m connmark)
+  uint16_t status = 0;    // status:: bits
+  uint8_t epoch = 0;      // the burst that last touched it (Table::begin_burst)
+  uint8_t flags = 0;      // free for the worker (e.g. a cached filter verdict)
+  EntryKind kind = EntryKind::kFree;
+  uint8_t proto_state = 0;  // TcpState for TCP, 0 otherwise
+  uint8_t tcp_last = 0;     // TCP: last flag class, its direction, close/open flags
+  uint8_t owner = 0;        // the worker that owns the flow
+  uint64_t packets_orig = 0;
+  // line 1
+  net::IpAddr reply_src;
+  net::IpAddr reply_dst;
+  net::be16 reply_sport{};
+  net::be16 reply_dport{};
+  // TCP: end sequence of the last ignored segment (netfilter's last_end);
+  // UDP: the coarse tick after which a replied flow counts as a stream;
+  // ICMP: the request type of the original direction.
+  uint32_t aux = 0;
+  uint64_t packets_reply = 0;
+  uint64_t bytes_orig = 0;
+  uint64_t bytes_reply = 0;
+
+  net::FiveTuple reply() const {
+    net::FiveTuple t = orig;
+    t.src = reply_src;
+    t.dst = reply_dst;
+    t.src_port = reply_sport;
+    t.dst_port = reply_dport;
+    return t;
+  }
+  net::FiveTuple tuple(Direction d) const { return d == Direction::kOriginal ? orig : reply(); }
+  TcpState tcp_state() const { return static_cast<TcpState>(proto_state); }
+  bool has(uint16_t bits) const { return (status & bits) == bits; }
+  uint64_t packets(Direction d) const {
+    return d == Direction::kOriginal ? packets_orig : packets_reply;
+  }
+  uint64_t bytes(Direction d) const { return d == Direction::kOriginal ? bytes_orig : bytes_reply; }
+  bool is_redirect() const { return kind == EntryKind::kRedirect; }
+};
+static_assert(sizeof(Entry) == 128, "an entry is two cache lines");
+static_assert(alignof(Entry) == 64);
+static_assert(offsetof(Entry, packets_orig) == 56, "line 0 ends with the original counters");
+static_assert(offsetof(Entry, reply_src) == 64, "the reply tuple opens line 1");
+
+// What a packet of direction `d` looks like after the flow's NAT: the
+// inverse of the other direction's tuple. For an untranslated flow this is
+// the packet's own tuple. A DNAT'd flow's reply tuple has the backend as
+// source, so original packets leave towards the backend; an SNAT'd flow's
+// reply tuple has the translated address as destination, so original packets
+// leave from it.
+inline net::FiveTuple translated(const Entry& e, Direction d) {
+  return invert(e.tuple(opposite(d)));
+}
+
+// The NAT binding the reply tuple implies (status bits kSrcNat / kDstNat say
+// which halves are in use). Addresses and ports in network order.
+struct NatBinding {
+  bool snat = false;
+  bool dnat = false;
+  net::IpAddr snat_addr;  // original packets leave from here
+  net::be16 snat_port{};
+  net::IpAddr dnat_addr;  // original packets go to here
+  net::be16 dnat_port{};
+};
+
+inline NatBinding nat_binding(const Entry& e) {
+  NatBinding b;
+  b.snat = (e.status & status::kSrcNat) != 0;
+  b.dnat = (e.status & status::kDstNat) != 0;
+  b.snat_addr = e.reply_dst;
+  b.dnat_addr = e.reply_src;
+  if (e.orig.proto == 1) {
+    b.snat_port = e.reply_sport;  // the echo identifier
+    b.dnat_port = e.reply_sport;
+  } else {
+    b.snat_port = e.reply_dport;
+    b.dnat_port = e.reply_sport;
+  }
+  return b;
+}
+
+}  // namespace dpgate::conntrack

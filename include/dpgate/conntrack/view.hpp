@@ -1,0 +1,57 @@
+// The conntrack view rule evaluation reads (`-m conntrack`, `-m state`):
+// ct state bits, status, direction, connmark, seconds left and both tuples,
+// as netfilter reports them for a packet. Built by the owning worker per
+// packet from a lookup / track result; plain values, any thread may read.
+#pragma once
+
+#include <cstdint>
+
+#include "dpgate/conntrack/entry.hpp"
+#include "dpgate/conntrack/table.hpp"
+#include "dpgate/conntrack/track.hpp"
+#include "dpgate/net/addr.hpp"
+
+namespace dpgate::conntrack {
+
+// xt_conntrack's state bits (XT_CONNTRACK_STATE_*); the same values as
+// rules::ct_state, so the worker copies them straight into rules::Packet.
+namespace ct_state {
+inline constexpr uint16_t kInvalid = 1u << 0;
+inline constexpr uint16_t kEstablished = 1u << 1;
+inline constexpr uint16_t kRelated = 1u << 2;
+inline constexpr uint16_t kNew = 1u << 3;
+inline constexpr uint16_t kUntracked = 1u << 6;
+inline constexpr uint16_t kSnat = 1u << 7;  // virtual: the flow is source-translated
+inline constexpr uint16_t kDnat = 1u << 8;  // virtual: the flow is destination-translated
+}  // namespace ct_state
+
+struct CtView {
+  uint16_t state = ct_state::kInvalid;
+  uint16_t status = 0;  // status:: bits
+  Direction dir = Direction::kOriginal;
+  bool has_flow = false;  // false for INVALID and UNTRACKED: --ctstatus etc. never match
+  uint32_t mark = 0;
+  uint32_t expire_s = 0;
+  net::FiveTuple orig, reply;
+};
+
+// A packet of an existing flow after Table::track returned `r` (not
+// kReopen: that packet is handled as new). ctinfo as nf_conntrack_in sets
+// it: every reply-direction packet is ESTABLISHED; an original-direction
+// one is NEW until the flow has seen a reply (so retransmitted SYNs stay
+// NEW), ESTABLISHED after. kInvalid gives the INVALID view.
+CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now);
+
+// The first packet of a connection, before Table::insert: NEW, with the
+// reply tuple as NAT has chosen it so far (invert(orig) before any), and
+// the SNAT/DNAT bits that implies. Like the kernel's unconfirmed conntrack
+// it has no status bits yet besides NAT's and 0 seconds left.
+CtView ct_view_new(const net::FiveTuple& orig, const net::FiveTuple& reply);
+
+// An ICMP error RELATED to the flow Table::find_related returned.
+CtView ct_view_related(const Table& t, const Entry& e, Direction dir, uint64_t now);
+
+CtView ct_view_invalid();
+CtView ct_view_untracked();  // -j NOTRACK / -j CT --notrack
+
+}  // namespace dpgate::conntrack

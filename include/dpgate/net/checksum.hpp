@@ -1,0 +1,48 @@
+// Internet checksums (RFC 1071) and their incremental update (RFC 1624).
+// Words are taken as they lie in memory; one's-complement sums are byte-order
+// independent, so results can be stored back without swapping. Any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace dpgate::net {
+
+// Folded one's-complement sum of len bytes, added to `initial`.
+uint32_t checksum_partial(const void* data, size_t len, uint32_t initial = 0);
+
+// The checksum field value (complemented, folded) of a buffer whose own
+// checksum field is zero.
+inline uint16_t checksum_finish(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+inline uint16_t checksum(const void* data, size_t len) {
+  return checksum_finish(checksum_partial(data, len));
+}
+
+// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') when a 16-bit word m becomes m'.
+inline uint16_t checksum_adjust16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
+  uint32_t sum = static_cast<uint16_t>(~hc);
+  sum += static_cast<uint16_t>(~old_word);
+  sum += new_word;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// Same for a 32-bit field (an address), as two 16-bit words.
+inline uint16_t checksum_adjust32(uint16_t hc, uint32_t old_value, uint32_t new_value) {
+  hc = checksum_adjust16(hc, static_cast<uint16_t>(old_value), static_cast<uint16_t>(new_value));
+  return checksum_adjust16(hc, static_cast<uint16_t>(old_value >> 16),
+                           static_cast<uint16_t>(new_value >> 16));
+}
+
+// Decrements the TTL of the IPv4 header at `ip` and patches its checksum
+// incrementally. The caller has checked TTL > 1.
+void ipv4_decrement_ttl(uint8_t* ip);
+
+// Transport checksum of an IPv4 TCP/UDP/ICMP payload (pseudo-header for TCP/UDP).
+uint16_t ipv4_l4_checksum(const uint8_t* ip);
+
+}  // namespace dpgate::net

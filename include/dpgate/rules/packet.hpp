@@ -1,0 +1,146 @@
+// What rule evaluation reads (a packet's metadata plus its conntrack view)
+// and writes (verdict, NAT binding, marks, matched rules), and the state
+// interface stateful matches go through. Shared by the interpreter, the
+// compiled Program and the data plane, which fills Packet per packet.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dpgate/rules/ruleset.hpp"
+
+namespace dpgate::rules {
+
+// Host byte order addresses and ports.
+struct Tuple {
+  uint32_t src = 0, dst = 0;
+  uint16_t sport = 0, dport = 0;
+  uint8_t proto = 0;
+  bool operator==(const Tuple&) const = default;
+};
+
+constexpr size_t kIfNameSize = 16;  // IFNAMSIZ
+
+struct Packet {
+  uint32_t src = 0, dst = 0;
+  uint8_t proto = 0;
+  uint16_t sport = 0, dport = 0;  // tcp/udp/sctp/dccp/udplite
+  uint8_t icmp_type = 0, icmp_code = 0;
+  uint8_t tcp_flags = 0;
+  std::array<uint64_t, 4> tcp_options{};  // bit k: option kind k present
+  uint16_t length = 0;                    // IP total length
+  uint8_t ttl = 64;
+  bool fragment = false;  // a non-first fragment (what -f tests)
+  char in_iface[kIfNameSize] = {};   // "" when there is none (OUTPUT)
+  char out_iface[kIfNameSize] = {};  // "" when there is none (PREROUTING, INPUT)
+  uint32_t mark = 0;
+  // Address types (addr_type bits) as the data plane classifies them:
+  // LOCAL for dpgate's own and configured addresses, else UNICAST etc.
+  uint16_t src_type = addr_type::kUnicast;
+  uint16_t dst_type = addr_type::kUnicast;
+  // Conntrack view.
+  uint16_t ct_state = ct_state::kNew;
+  uint16_t ct_status = 0;
+  CtDir ct_dir = CtDir::kOriginal;
+  uint32_t ct_mark = 0;
+  uint32_t ct_expire = 0;  // seconds left
+  Tuple ct_orig, ct_reply;
+  // Payload for -m string (transport payload as xt_string sees the skb).
+  const uint8_t* payload = nullptr;
+  uint16_t payload_len = 0;
+
+  void set_in_iface(const char* name) { std::strncpy(in_iface, name, kIfNameSize - 1); }
+  void set_out_iface(const char* name) { std::strncpy(out_iface, name, kIfNameSize - 1); }
+};
+
+enum class Action : uint8_t { kAccept, kDrop, kReject };
+
+constexpr size_t kMaxMatched = 32;
+
+// The outcome of one hook (all its tables) for one packet.
+struct HookResult {
+  Action action = Action::kAccept;
+  RejectWith reject = RejectWith::kPortUnreachable;
+  bool has_dnat = false;  // DNAT or REDIRECT chosen (first packet only)
+  bool has_snat = false;  // SNAT or MASQUERADE chosen
+  NatTarget dnat, snat;
+  uint32_t mark = 0;
+  uint32_t ct_mark = 0;
+  bool notrack = false;
+  // Rule ids (Ruleset order, see rule_ids()) whose matches all held, in
+  // the order they matched; for counters and trace.
+  uint16_t matched_count = 0;
+  bool matched_overflow = false;
+  std::array<uint32_t, kMaxMatched> matched{};
+
+  void add_matched(uint32_t id) {
+    if (matched_count < kMaxMatched) {
+      matched[matched_count++] = id;
+    } else {
+      matched_overflow = true;
+    }
+  }
+  bool operator==(const HookResult& o) const;
+};
+
+// Stateful matches ask this; the data plane implements it per worker
+// (recent tables, token buckets, Hyperscan), tests use SimpleMatchState.
+// Called only when evaluation reaches such a match, never per rule.
+class MatchState {
+ public:
+  virtual ~MatchState() = default;
+  // statistic --mode random: a uniform value in [0, 2^31).
+  virtual uint32_t random31() = 0;
+  // statistic --mode nth: advances the rule's counter, true on the chosen packet.
+  virtual bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) = 0;
+  // recent: performs --set/--update/--remove and answers the check (before '!').
+  virtual bool recent(const RecentMatch& m, const Packet& p) = 0;
+  // limit: true while the rule's token bucket allows the packet.
+  virtual bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) = 0;
+  // nfacct: counts the packet on the named object; always matches.
+  virtual void nfacct(const NfacctMatch& m, const Packet& p) = 0;
+  // string: whether the payload contains the pattern (before '!').
+  virtual bool string(const StringMatch& m, const Packet& p) = 0;
+};
+
+// Deterministic reference state: seeded xorshift random source, per-rule
+// nth counters, recent lists with a settable clock, token buckets, named
+// counters, plain substring search. Control thread / tests only.
+class SimpleMatchState final : public MatchState {
+ public:
+  explicit SimpleMatchState(uint64_t seed = 1) : rng_(seed ? seed : 1) {}
+  void set_now(double seconds) { now_ = seconds; }
+  double now() const { return now_; }
+  uint64_t nfacct_packets(const std::string& name) const;
+
+  uint32_t random31() override;
+  bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) override;
+  bool recent(const RecentMatch& m, const Packet& p) override;
+  bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) override;
+  void nfacct(const NfacctMatch& m, const Packet& p) override;
+  bool string(const StringMatch& m, const Packet& p) override;
+
+ private:
+  struct Bucket {
+    double credit = 0;
+    double last = 0;
+    bool init = false;
+  };
+  uint64_t rng_;
+  double now_ = 0;
+  std::map<uint64_t, uint32_t> nth_;
+  std::map<uint64_t, Bucket> buckets_;
+  // name -> address -> hit times (oldest first) and last ttl
+  struct Entry {
+    std::vector<double> hits;
+    uint8_t ttl = 0;
+  };
+  std::map<std::string, std::map<uint32_t, Entry>> recent_;
+  std::map<std::string, uint64_t> nfacct_;
+};
+
+}  // namespace dpgate::rules

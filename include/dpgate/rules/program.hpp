@@ -1,0 +1,119 @@
+// The compiled form of a Ruleset that workers run: flat arrays of rules,
+// chains and segments. Runs of exact-match rules become one hash lookup,
+// other long runs a bit-vector classifier over (src, dst, proto, sport,
+// dport); rules keep their order wherever order can change the result.
+// Built by the control thread (compile_ruleset); immutable afterwards, so
+// any number of workers may call evaluate() concurrently, each with its own
+// MatchState.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "dpgate/rules/packet.hpp"
+#include "dpgate/rules/ruleset.hpp"
+
+namespace dpgate::rules {
+
+struct CompileOptions {
+  uint32_t min_hash_run = 4;         // shorter exact-match runs stay linear
+  uint32_t min_classifier_run = 8;   // shorter general runs stay linear
+  uint32_t max_classifier_rules = 1024;  // a longer run is split
+  bool enable_hash = true;
+  bool enable_classifier = true;
+};
+
+class Program {
+ public:
+  // One hook, every table in priority order; same result as Interpreter.
+  // Any thread; no allocation, no locks.
+  HookResult evaluate(Hook hook, const Packet& packet, MatchState& state) const;
+
+  struct Stats {
+    uint32_t rules = 0, chains = 0;
+    uint32_t hash_segments = 0, hashed_rules = 0;
+    uint32_t classifier_segments = 0, classified_rules = 0;
+    uint32_t linear_rules = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+  static constexpr uint32_t kNone = 0xffffffffu;
+  static constexpr uint32_t kMaxDepth = 64;  // nested jumps per table traversal
+
+  // ---- flat representation (read by evaluate) ----
+  enum class SegmentKind : uint8_t { kLinear, kHash, kClassifier };
+  struct Segment {
+    SegmentKind kind = SegmentKind::kLinear;
+    uint32_t begin = 0, end = 0;  // rule indices
+    uint32_t index = 0;           // into hashes_ / classifiers_
+  };
+  // ip_packet_match's fields, flat.
+  struct Header {
+    uint32_t src = 0, src_mask = 0, dst = 0, dst_mask = 0;
+    char in[kIfNameSize] = {}, out[kIfNameSize] = {};
+    uint8_t in_len = 0, out_len = 0;
+    uint8_t proto = 0;
+    uint16_t flags = 0;  // kH* bits
+  };
+  static constexpr uint16_t kHInvSrc = 1, kHInvDst = 2, kHIn = 4, kHInPrefix = 8, kHInvIn = 16,
+                            kHOut = 32, kHOutPrefix = 64, kHInvOut = 128, kHInvProto = 256,
+                            kHFrag = 512, kHInvFrag = 1024;
+  struct CompiledRule {
+    Header header;
+    uint32_t match_begin = 0, match_end = 0;
+    uint32_t target = 0;            // into targets_
+    uint32_t jump_chain = kNone;    // for -j CHAIN / -g CHAIN
+    uint32_t id = 0;                // global rule id (Ruleset order)
+  };
+  struct CompiledMatch {
+    Match match;
+    uint32_t index = 0;  // position in the source rule (identifies its state)
+  };
+  struct CompiledChain {
+    uint32_t rule_begin = 0, rule_end = 0;
+    Policy policy = Policy::kNone;
+  };
+  struct HashSlot {
+    uint64_t key = 0;
+    uint32_t rule = kNone;
+  };
+  struct HashIndex {
+    bool with_dst = true;  // key = (dst, proto, dport) or (proto, dport)
+    uint32_t slot_begin = 0;
+    uint32_t mask = 0;  // slots - 1 (power of two)
+  };
+  static constexpr int kFields = 5;  // src, dst, proto, sport, dport
+  struct ClassField {
+    uint32_t bound_begin = 0, bound_count = 0;  // into bounds_
+    uint32_t row_begin = 0;                     // into rows_, bound_count * words
+  };
+  struct Classifier {
+    std::array<ClassField, kFields> fields;
+    uint32_t words = 0;
+  };
+
+ private:
+  friend Expected<Program> compile_ruleset(const Ruleset&, const CompileOptions&);
+  uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st) const;
+  bool rule_matches(uint32_t r, const Packet& p, MatchState& st) const;
+
+  std::vector<CompiledRule> rules_;
+  std::vector<CompiledMatch> matches_;
+  std::vector<Target> targets_;
+  std::vector<CompiledChain> chains_;
+  std::vector<Segment> segments_;
+  std::vector<uint32_t> segment_of_rule_;
+  std::vector<HashIndex> hashes_;
+  std::vector<HashSlot> slots_;
+  std::vector<Classifier> classifiers_;
+  std::vector<uint32_t> bounds_;
+  std::vector<uint64_t> rows_;
+  // base_[table][hook]: chain index of the built-in chain, kNone when absent.
+  std::array<std::array<uint32_t, kHookCount>, kTableCount> base_{};
+  Stats stats_;
+};
+
+Expected<Program> compile_ruleset(const Ruleset& ruleset, const CompileOptions& options = {});
+
+}  // namespace dpgate::rules
