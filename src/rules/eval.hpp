@@ -1,0 +1,260 @@
+// Match and target semantics shared by the interpreter and the Program, so
+// the two differ only in how they find the rules to try. Each function cites
+// the kernel module whose behaviour it reproduces. Internal to src/rules.
+#pragma once
+
+#include <cstring>
+#include <string_view>
+
+#include "dpgate/rules/interpreter.hpp"
+#include "dpgate/rules/packet.hpp"
+
+namespace dpgate::rules::eval {
+
+inline bool iface_matches(const Iface& f, const char* name) {
+  std::string_view n(name, strnlen(name, kIfNameSize));
+  return f.matches(n);
+}
+
+// ipt_do_table's ip_packet_match: addresses, interfaces, protocol, -f.
+inline bool header_matches(const Rule& r, const Packet& p) {
+  if ((r.src.contains(p.src)) == r.inv_src && (r.src.mask != 0 || r.inv_src)) return false;
+  if ((r.dst.contains(p.dst)) == r.inv_dst && (r.dst.mask != 0 || r.inv_dst)) return false;
+  if (!r.in.empty() && iface_matches(r.in, p.in_iface) == r.inv_in) return false;
+  if (!r.out.empty() && iface_matches(r.out, p.out_iface) == r.inv_out) return false;
+  if (r.proto != 0 && (p.proto == r.proto) == r.inv_proto) return false;
+  if (r.fragment && p.fragment == r.inv_fragment) return false;
+  return true;
+}
+
+inline bool in_range(const PortRange& r, uint16_t v) { return v >= r.lo && v <= r.hi; }
+
+struct MatchCtx {
+  const Packet& p;
+  MatchState& state;
+  uint32_t rule_id;
+  uint32_t match_index;
+};
+
+// xt_tcp / xt_udp: non-first fragments never match.
+inline bool match(const TcpMatch& m, const MatchCtx& c) {
+  const Packet& p = c.p;
+  if (p.fragment) return false;
+  if (m.sport && in_range(*m.sport, p.sport) == m.inv_sport) return false;
+  if (m.dport && in_range(*m.dport, p.dport) == m.inv_dport) return false;
+  if (m.flags && ((p.tcp_flags & m.flags->first) == m.flags->second) == m.inv_flags) return false;
+  if (m.option) {
+    bool has = (p.tcp_options[*m.option >> 6] >> (*m.option & 63)) & 1;
+    if (has == m.inv_option) return false;
+  }
+  return true;
+}
+
+// xt_icmp icmp_type_code_match: type 0xff matches every type.
+inline bool match(const IcmpMatch& m, const MatchCtx& c) {
+  if (c.p.fragment) return false;
+  bool hit = m.type == 0xff ||
+             (c.p.icmp_type == m.type && c.p.icmp_code >= m.code_lo && c.p.icmp_code <= m.code_hi);
+  return hit != m.inv;
+}
+
+inline bool match(const MultiportMatch& m, const MatchCtx& c) {
+  if (c.p.fragment) return false;
+  bool hit = false;
+  for (const auto& r : m.ports) {
+    switch (m.side) {
+      case MultiportMatch::Side::kSource: hit = in_range(r, c.p.sport); break;
+      case MultiportMatch::Side::kDest: hit = in_range(r, c.p.dport); break;
+      case MultiportMatch::Side::kEither: hit = in_range(r, c.p.sport) || in_range(r, c.p.dport); break;
+    }
+    if (hit) break;
+  }
+  return hit != m.inv;
+}
+
+// xt_conntrack v3 conntrack_mt: without a conntrack entry only a pure
+// --ctstate test can match.
+inline bool match(const ConntrackMatch& m, const MatchCtx& c) {
+  const Packet& p = c.p;
+  if (m.state.value && ((p.ct_state & *m.state.value) != 0) == m.state.inv) return false;
+  const bool no_ct = (p.ct_state & (ct_state::kInvalid | ct_state::kUntracked)) != 0;
+  const bool only_state = !m.proto.value && !m.orig_src.value && !m.orig_dst.value &&
+                          !m.repl_src.value && !m.repl_dst.value && !m.orig_src_port.value &&
+                          !m.orig_dst_port.value && !m.repl_src_port.value &&
+                          !m.repl_dst_port.value && !m.status.value && !m.expire.value && !m.dir;
+  if (no_ct) return only_state && m.state.value.has_value();
+  if (m.dir && (p.ct_dir == *m.dir) == false) return false;
+  if (m.proto.value && (p.ct_orig.proto == *m.proto.value) == m.proto.inv) return false;
+  auto addr = [](const ConntrackMatch::Opt<Ipv4Net>& o, uint32_t a) {
+    return !o.value || o.value->contains(a) != o.inv;
+  };
+  if (!addr(m.orig_src, p.ct_orig.src) || !addr(m.orig_dst, p.ct_orig.dst) ||
+      !addr(m.repl_src, p.ct_reply.src) || !addr(m.repl_dst, p.ct_reply.dst)) {
+    return false;
+  }
+  auto port = [](const ConntrackMatch::Opt<PortRange>& o, uint16_t v) {
+    return !o.value || in_range(*o.value, v) != o.inv;
+  };
+  if (!port(m.orig_src_port, p.ct_orig.sport) || !port(m.orig_dst_port, p.ct_orig.dport) ||
+      !port(m.repl_src_port, p.ct_reply.sport) || !port(m.repl_dst_port, p.ct_reply.dport)) {
+    return false;
+  }
+  if (m.status.value) {
+    // --ctstatus NONE (0) matches a conntrack with none of the bits.
+    bool hit = *m.status.value == 0 ? (p.ct_status & 0xf) == 0 : (p.ct_status & *m.status.value) != 0;
+    if (hit == m.status.inv) return false;
+  }
+  if (m.expire.value) {
+    bool hit = p.ct_expire >= m.expire.value->first && p.ct_expire <= m.expire.value->second;
+    if (hit == m.expire.inv) return false;
+  }
+  return true;
+}
+
+inline bool match(const MarkMatch& m, const MatchCtx& c) {
+  uint32_t v = m.connmark ? c.p.ct_mark : c.p.mark;
+  return ((v & m.mask) == m.value) != m.inv;
+}
+
+// xt_statistic: random compares a 31-bit value with lround(p * 2^31).
+inline bool match(const StatisticMatch& m, const MatchCtx& c) {
+  if (m.mode == StatisticMatch::Mode::kRandom) {
+    return (c.state.random31() < m.probability) != m.inv;
+  }
+  return c.state.nth(c.rule_id, c.match_index, m) != m.inv;
+}
+
+inline bool match(const RecentMatch& m, const MatchCtx& c) { return c.state.recent(m, c.p) != m.inv; }
+
+inline bool match(const AddrtypeMatch& m, const MatchCtx& c) {
+  if (m.src && ((c.p.src_type & m.src) != 0) == m.inv_src) return false;
+  if (m.dst && ((c.p.dst_type & m.dst) != 0) == m.inv_dst) return false;
+  return true;
+}
+
+inline bool match(const CommentMatch&, const MatchCtx&) { return true; }
+inline bool match(const StringMatch& m, const MatchCtx& c) { return c.state.string(m, c.p) != m.inv; }
+inline bool match(const LimitMatch& m, const MatchCtx& c) {
+  return c.state.limit(c.rule_id, c.match_index, m);
+}
+inline bool match(const LengthMatch& m, const MatchCtx& c) {
+  return (c.p.length >= m.lo && c.p.length <= m.hi) != m.inv;
+}
+inline bool match(const IprangeMatch& m, const MatchCtx& c) {
+  if (m.src && (c.p.src >= m.src->first && c.p.src <= m.src->second) == m.inv_src) return false;
+  if (m.dst && (c.p.dst >= m.dst->first && c.p.dst <= m.dst->second) == m.inv_dst) return false;
+  return true;
+}
+inline bool match(const NfacctMatch& m, const MatchCtx& c) {
+  c.state.nfacct(m, c.p);
+  return true;
+}
+
+inline bool match_one(const Match& m, const MatchCtx& c) {
+  return std::visit([&](const auto& mm) { return match(mm, c); }, m);
+}
+
+// Whether evaluating this match can change state or depends on it.
+inline bool is_stateful(const Match& m) {
+  return std::holds_alternative<StatisticMatch>(m) || std::holds_alternative<RecentMatch>(m) ||
+         std::holds_alternative<StringMatch>(m) || std::holds_alternative<LimitMatch>(m) ||
+         std::holds_alternative<NfacctMatch>(m);
+}
+
+// What a target does to the traversal of its table.
+enum class Flow : uint8_t { kContinue, kAccept, kDrop, kReject, kReturn, kJump, kGoto };
+
+// Applies a non-branching target to the packet and result; returns the flow.
+inline Flow apply_target(const Target& t, Packet& p, HookResult& res) {
+  return std::visit(
+      [&](const auto& tt) -> Flow {
+        using T = std::decay_t<decltype(tt)>;
+        if constexpr (std::is_same_v<T, NoTarget>) {
+          return Flow::kContinue;
+        } else if constexpr (std::is_same_v<T, VerdictTarget>) {
+          return tt.verdict == Verdict::kAccept ? Flow::kAccept
+                 : tt.verdict == Verdict::kDrop ? Flow::kDrop
+                                                : Flow::kReturn;
+        } else if constexpr (std::is_same_v<T, JumpTarget>) {
+          return tt.is_goto ? Flow::kGoto : Flow::kJump;
+        } else if constexpr (std::is_same_v<T, RejectTarget>) {
+          res.reject = tt.with;
+          return Flow::kReject;
+        } else if constexpr (std::is_same_v<T, NatTarget>) {
+          // nf_nat: the binding is made and the nat table stops (NF_ACCEPT).
+          // Later tables of the same hook see the translated packet.
+          if (tt.kind == NatTarget::Kind::kDnat || tt.kind == NatTarget::Kind::kRedirect) {
+            res.has_dnat = true;
+            res.dnat = tt;
+            if (tt.has_addr) p.dst = tt.min_addr;
+            if (tt.has_port) p.dport = tt.min_port;
+            p.ct_state |= ct_state::kDnat;
+          } else {
+            res.has_snat = true;
+            res.snat = tt;
+            if (tt.has_addr) p.src = tt.min_addr;
+            if (tt.has_port) p.sport = tt.min_port;
+            p.ct_state |= ct_state::kSnat;
+          }
+          return Flow::kAccept;
+        } else if constexpr (std::is_same_v<T, MarkTarget>) {
+          p.mark = (p.mark & ~tt.mask) ^ tt.value;  // xt_MARK v2
+          res.mark = p.mark;
+          return Flow::kContinue;
+        } else if constexpr (std::is_same_v<T, ConnmarkTarget>) {
+          // xt_CONNMARK v1
+          switch (tt.mode) {
+            case ConnmarkTarget::Mode::kSet:
+              p.ct_mark = (p.ct_mark & ~tt.ctmask) ^ tt.ctmark;
+              break;
+            case ConnmarkTarget::Mode::kSave:
+              p.ct_mark = (p.ct_mark & ~tt.ctmask) ^ (p.mark & tt.nfmask);
+              break;
+            case ConnmarkTarget::Mode::kRestore:
+              p.mark = (p.mark & ~tt.nfmask) ^ (p.ct_mark & tt.ctmask);
+              break;
+          }
+          res.mark = p.mark;
+          res.ct_mark = p.ct_mark;
+          return Flow::kContinue;
+        } else if constexpr (std::is_same_v<T, LogTarget>) {
+          return Flow::kContinue;
+        } else if constexpr (std::is_same_v<T, NotrackTarget>) {
+          res.notrack = true;
+          p.ct_state = ct_state::kUntracked;
+          return Flow::kContinue;
+        }
+        return Flow::kContinue;
+      },
+      t);
+}
+
+// Runs the tables of a hook in priority order. `walk(table, packet, result)`
+// traverses one table's built-in chain and returns kAccept, kDrop or
+// kReject. The nat table is consulted only for a connection's first packet.
+template <class Walk>
+HookResult run_hook(Hook hook, const Packet& in, Walk&& walk) {
+  Packet p = in;
+  HookResult res;
+  res.mark = p.mark;
+  res.ct_mark = p.ct_mark;
+  for (TableId t : hook_tables(hook)) {
+    if (t == TableId::kNat && ((p.ct_state & ct_state::kNew) == 0 ||
+                               (p.ct_state & (ct_state::kUntracked | ct_state::kInvalid)) != 0)) {
+      continue;
+    }
+    Flow f = walk(t, p, res);
+    if (f == Flow::kDrop) {
+      res.action = Action::kDrop;
+      return res;
+    }
+    if (f == Flow::kReject) {
+      res.action = Action::kReject;
+      return res;
+    }
+  }
+  res.action = Action::kAccept;
+  return res;
+}
+
+}  // namespace dpgate::rules::eval

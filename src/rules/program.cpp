@@ -1,0 +1,436 @@
+// Ruleset -> Program, and the Program's evaluation (see program.hpp).
+//
+// Why reordering is safe where the compiler does it:
+// - hash segment: consecutive rules whose only conditions are an exact
+//   (dst/32,) proto, dport with distinct keys; a packet can match at most
+//   one of them, and nothing the rule's target does (marks, jumps that
+//   return) changes dst/proto/dport within the table, so after it the rest
+//   of the segment cannot match either.
+// - classifier segment: a prefilter over header fields (and tcp/udp ports
+//   when that match comes before every stateful match of the rule). A rule
+//   it excludes would have failed before any stateful match ran, so the
+//   candidates, verified in order, see exactly the interpreter's calls.
+#include "dpgate/rules/program.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "eval.hpp"
+#include "names.hpp"
+
+namespace dpgate::rules {
+namespace {
+
+constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
+
+uint64_t hash_key(bool with_dst, uint32_t dst, uint8_t proto, uint16_t dport) {
+  uint64_t k = (uint64_t(proto) << 16) | dport;
+  if (with_dst) k |= uint64_t(dst) << 24;
+  return k;
+}
+
+uint32_t hash_slot(uint64_t key, uint32_t mask) {
+  return uint32_t((key * kHashMul) >> 32) & mask;
+}
+
+// The key of a rule that tests only exact dst/32 (optional), proto tcp/udp
+// and one dport, or nullopt.
+struct ExactShape {
+  bool with_dst;
+  uint64_t key;
+};
+std::optional<ExactShape> exact_shape(const Rule& r) {
+  if (r.src.mask != 0 || r.inv_src || r.inv_dst || !r.in.empty() || !r.out.empty() ||
+      r.inv_proto || r.fragment) {
+    return std::nullopt;
+  }
+  if (r.proto != 6 && r.proto != 17) return std::nullopt;
+  bool with_dst = r.dst.mask == 0xffffffff;
+  if (!with_dst && r.dst.mask != 0) return std::nullopt;
+  const TcpMatch* port = nullptr;
+  for (const auto& m : r.matches) {
+    if (std::holds_alternative<CommentMatch>(m)) continue;
+    const auto* t = std::get_if<TcpMatch>(&m);
+    if (t == nullptr || port != nullptr) return std::nullopt;
+    port = t;
+  }
+  if (port == nullptr || !port->dport || port->inv_dport || port->dport->lo != port->dport->hi ||
+      port->sport || port->flags || port->option) {
+    return std::nullopt;
+  }
+  return ExactShape{with_dst, hash_key(with_dst, r.dst.addr, r.proto, port->dport->lo)};
+}
+
+// A rule's accepted values on one classifier field, as closed intervals.
+using Intervals = std::vector<std::pair<uint32_t, uint32_t>>;
+
+Intervals complement(const Intervals& in, uint32_t max) {
+  Intervals out;
+  uint64_t next = 0;
+  for (auto [lo, hi] : in) {
+    if (lo > next) out.push_back({uint32_t(next), lo - 1});
+    next = uint64_t(hi) + 1;
+  }
+  if (next <= max) out.push_back({uint32_t(next), max});
+  return out;
+}
+
+Intervals prefix_intervals(const Ipv4Net& n, bool inv) {
+  if (n.mask == 0 && !inv) return {{0, 0xffffffffu}};
+  if (names::mask_to_cidr(n.mask) < 0) return {{0, 0xffffffffu}};  // dotted mask: verified later
+  uint32_t lo = n.addr & n.mask, hi = lo | ~n.mask;
+  Intervals in{{lo, hi}};
+  return inv ? complement(in, 0xffffffffu) : in;
+}
+
+std::array<Intervals, Program::kFields> rule_fields(const Rule& r) {
+  std::array<Intervals, Program::kFields> f;
+  f[0] = prefix_intervals(r.src, r.inv_src);
+  f[1] = prefix_intervals(r.dst, r.inv_dst);
+  if (r.proto == 0) {
+    f[2] = {{0, 255}};
+  } else {
+    Intervals p{{r.proto, r.proto}};
+    f[2] = r.inv_proto ? complement(p, 255) : p;
+  }
+  f[3] = {{0, 65535}};
+  f[4] = {{0, 65535}};
+  // Ports from the first tcp/udp match, if no stateful match precedes it.
+  if (!r.inv_proto && (r.proto == 6 || r.proto == 17)) {
+    for (const auto& m : r.matches) {
+      if (eval::is_stateful(m)) break;
+      if (const auto* t = std::get_if<TcpMatch>(&m)) {
+        if (t->sport && t->sport->lo <= t->sport->hi) {
+          Intervals s{{t->sport->lo, t->sport->hi}};
+          f[3] = t->inv_sport ? complement(s, 65535) : s;
+        }
+        if (t->dport && t->dport->lo <= t->dport->hi) {
+          Intervals d{{t->dport->lo, t->dport->hi}};
+          f[4] = t->inv_dport ? complement(d, 65535) : d;
+        }
+        break;
+      }
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) {
+  Program prog;
+  const RuleIds ids = rule_ids(rs);
+  for (auto& row : prog.base_) row.fill(Program::kNone);
+
+  for (int ti = 0; ti < kTableCount; ++ti) {
+    const Table& tb = rs.tables[size_t(ti)];
+    if (!tb.present) continue;
+    const uint32_t chain_base = uint32_t(prog.chains_.size());
+    std::map<std::string_view, uint32_t> chain_index;
+    for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = chain_base + uint32_t(c);
+
+    // Depth of the jump graph must fit the fixed stack.
+    std::vector<int> depth(tb.chains.size(), -1);
+    std::function<int(size_t)> depth_of = [&](size_t c) -> int {
+      if (depth[c] >= 0) return depth[c];
+      int d = 0;
+      for (const auto& r : tb.chains[c].rules) {
+        if (const auto* j = std::get_if<JumpTarget>(&r.target)) {
+          d = std::max(d, 1 + depth_of(chain_index[j->chain] - chain_base));
+        }
+      }
+      return depth[c] = d;
+    };
+    for (size_t c = 0; c < tb.chains.size(); ++c) {
+      if (depth_of(c) >= int(Program::kMaxDepth)) {
+        return Error{tb.chains[c].pos, "expected jumps nested at most " + std::to_string(Program::kMaxDepth) +
+                                           " deep but chain '" + tb.chains[c].name + "' goes deeper"};
+      }
+    }
+
+    for (size_t c = 0; c < tb.chains.size(); ++c) {
+      const Chain& ch = tb.chains[c];
+      Program::CompiledChain cc;
+      cc.policy = ch.policy;
+      cc.rule_begin = uint32_t(prog.rules_.size());
+      if (ch.builtin) prog.base_[size_t(ti)][size_t(*ch.builtin)] = chain_base + uint32_t(c);
+      for (size_t k = 0; k < ch.rules.size(); ++k) {
+        const Rule& r = ch.rules[k];
+        Program::CompiledRule cr;
+        auto& h = cr.header;
+        h.src = r.src.addr & r.src.mask;
+        h.src_mask = r.src.mask;
+        h.dst = r.dst.addr & r.dst.mask;
+        h.dst_mask = r.dst.mask;
+        h.proto = r.proto;
+        if (r.inv_src) h.flags |= Program::kHInvSrc;
+        if (r.inv_dst) h.flags |= Program::kHInvDst;
+        if (!r.in.empty()) {
+          h.flags |= Program::kHIn | (r.in.prefix ? Program::kHInPrefix : 0) | (r.inv_in ? Program::kHInvIn : 0);
+          std::memcpy(h.in, r.in.name.data(), r.in.name.size());
+          h.in_len = uint8_t(r.in.name.size());
+        }
+        if (!r.out.empty()) {
+          h.flags |= Program::kHOut | (r.out.prefix ? Program::kHOutPrefix : 0) | (r.inv_out ? Program::kHInvOut : 0);
+          std::memcpy(h.out, r.out.name.data(), r.out.name.size());
+          h.out_len = uint8_t(r.out.name.size());
+        }
+        if (r.inv_proto) h.flags |= Program::kHInvProto;
+        if (r.fragment) h.flags |= Program::kHFrag | (r.inv_fragment ? Program::kHInvFrag : 0);
+        cr.match_begin = uint32_t(prog.matches_.size());
+        for (uint32_t m = 0; m < r.matches.size(); ++m) {
+          if (std::holds_alternative<CommentMatch>(r.matches[m])) continue;
+          prog.matches_.push_back({r.matches[m], m});
+        }
+        cr.match_end = uint32_t(prog.matches_.size());
+        cr.target = uint32_t(prog.targets_.size());
+        prog.targets_.push_back(r.target);
+        if (const auto* j = std::get_if<JumpTarget>(&r.target)) cr.jump_chain = chain_index.at(j->chain);
+        cr.id = ids.base[size_t(ti)][c] + uint32_t(k);
+        prog.rules_.push_back(std::move(cr));
+      }
+      cc.rule_end = uint32_t(prog.rules_.size());
+      prog.chains_.push_back(cc);
+
+      // Segments of this chain.
+      size_t k = 0;
+      while (k < ch.rules.size()) {
+        const uint32_t abs = cc.rule_begin + uint32_t(k);
+        // Longest run of exact-match rules with one shape and distinct keys.
+        auto exact_run = [&](size_t from, size_t limit, std::vector<uint64_t>* keys,
+                             std::optional<bool>* shape) {
+          std::set<uint64_t> seen;
+          std::optional<bool> wd;
+          size_t n = 0;
+          while (from + n < ch.rules.size() && n < limit) {
+            auto s = exact_shape(ch.rules[from + n]);
+            if (!s || (wd && *wd != s->with_dst) || !seen.insert(s->key).second) break;
+            wd = s->with_dst;
+            if (keys) keys->push_back(s->key);
+            ++n;
+          }
+          if (shape) *shape = wd;
+          return n;
+        };
+        std::vector<uint64_t> keys;
+        std::optional<bool> with_dst;
+        size_t run = opt.enable_hash ? exact_run(k, ch.rules.size(), &keys, &with_dst) : 0;
+        if (run >= opt.min_hash_run) {
+          Program::HashIndex hi;
+          hi.with_dst = *with_dst;
+          uint32_t slots = 4;
+          while (slots < run * 2) slots <<= 1;
+          hi.mask = slots - 1;
+          hi.slot_begin = uint32_t(prog.slots_.size());
+          prog.slots_.resize(prog.slots_.size() + slots);
+          for (size_t q = 0; q < run; ++q) {
+            uint32_t s = hash_slot(keys[q], hi.mask);
+            while (prog.slots_[hi.slot_begin + s].rule != Program::kNone) s = (s + 1) & hi.mask;
+            prog.slots_[hi.slot_begin + s] = {keys[q], abs + uint32_t(q)};
+          }
+          prog.segments_.push_back({Program::SegmentKind::kHash, abs, abs + uint32_t(run),
+                                    uint32_t(prog.hashes_.size())});
+          prog.hashes_.push_back(hi);
+          prog.stats_.hash_segments++;
+          prog.stats_.hashed_rules += uint32_t(run);
+          k += run;
+          continue;
+        }
+        // General run until the next hashable run or the chain's end.
+        size_t gen = 0;
+        while (k + gen < ch.rules.size() && gen < opt.max_classifier_rules) {
+          if (opt.enable_hash && gen > 0 &&
+              exact_run(k + gen, opt.min_hash_run, nullptr, nullptr) >= opt.min_hash_run) {
+            break;
+          }
+          ++gen;
+        }
+        if (opt.enable_classifier && gen >= opt.min_classifier_run) {
+          Program::Classifier cl;
+          cl.words = uint32_t((gen + 63) / 64);
+          std::vector<std::array<Intervals, Program::kFields>> fields;
+          for (size_t q = 0; q < gen; ++q) fields.push_back(rule_fields(ch.rules[k + q]));
+          const uint32_t kMax[Program::kFields] = {0xffffffffu, 0xffffffffu, 255, 65535, 65535};
+          for (int f = 0; f < Program::kFields; ++f) {
+            std::vector<uint32_t> b{0};
+            for (const auto& rf : fields) {
+              for (auto [lo, hi] : rf[size_t(f)]) {
+                b.push_back(lo);
+                if (hi < kMax[f]) b.push_back(hi + 1);
+              }
+            }
+            std::sort(b.begin(), b.end());
+            b.erase(std::unique(b.begin(), b.end()), b.end());
+            Program::ClassField cf;
+            cf.bound_begin = uint32_t(prog.bounds_.size());
+            cf.bound_count = uint32_t(b.size());
+            cf.row_begin = uint32_t(prog.rows_.size());
+            prog.bounds_.insert(prog.bounds_.end(), b.begin(), b.end());
+            prog.rows_.resize(prog.rows_.size() + b.size() * cl.words, 0);
+            for (size_t q = 0; q < gen; ++q) {
+              for (auto [lo, hi] : fields[q][size_t(f)]) {
+                size_t from = size_t(std::lower_bound(b.begin(), b.end(), lo) - b.begin());
+                for (size_t e = from; e < b.size() && b[e] <= hi; ++e) {
+                  prog.rows_[cf.row_begin + e * cl.words + q / 64] |= uint64_t(1) << (q % 64);
+                }
+              }
+            }
+            cl.fields[size_t(f)] = cf;
+          }
+          prog.segments_.push_back({Program::SegmentKind::kClassifier, abs, abs + uint32_t(gen),
+                                    uint32_t(prog.classifiers_.size())});
+          prog.classifiers_.push_back(cl);
+          prog.stats_.classifier_segments++;
+          prog.stats_.classified_rules += uint32_t(gen);
+        } else {
+          for (size_t q = 0; q < gen; ++q) {
+            prog.segments_.push_back({Program::SegmentKind::kLinear, abs + uint32_t(q),
+                                      abs + uint32_t(q) + 1, 0});
+          }
+          prog.stats_.linear_rules += uint32_t(gen);
+        }
+        k += gen;
+      }
+    }
+  }
+  prog.segment_of_rule_.resize(prog.rules_.size());
+  for (uint32_t s = 0; s < prog.segments_.size(); ++s) {
+    for (uint32_t r = prog.segments_[s].begin; r < prog.segments_[s].end; ++r) {
+      prog.segment_of_rule_[r] = s;
+    }
+  }
+  prog.stats_.rules = uint32_t(prog.rules_.size());
+  prog.stats_.chains = uint32_t(prog.chains_.size());
+  return prog;
+}
+
+bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st) const {
+  const CompiledRule& r = rules_[ri];
+  const Header& h = r.header;
+  if ((((p.src & h.src_mask) == h.src) == bool(h.flags & kHInvSrc)) && (h.src_mask || (h.flags & kHInvSrc))) return false;
+  if ((((p.dst & h.dst_mask) == h.dst) == bool(h.flags & kHInvDst)) && (h.dst_mask || (h.flags & kHInvDst))) return false;
+  if (h.flags & kHIn) {
+    size_t n = strnlen(p.in_iface, kIfNameSize);
+    bool hit = (h.flags & kHInPrefix) ? (n >= h.in_len && std::memcmp(p.in_iface, h.in, h.in_len) == 0)
+                                      : (n == h.in_len && std::memcmp(p.in_iface, h.in, n) == 0);
+    if (hit == bool(h.flags & kHInvIn)) return false;
+  }
+  if (h.flags & kHOut) {
+    size_t n = strnlen(p.out_iface, kIfNameSize);
+    bool hit = (h.flags & kHOutPrefix) ? (n >= h.out_len && std::memcmp(p.out_iface, h.out, h.out_len) == 0)
+                                       : (n == h.out_len && std::memcmp(p.out_iface, h.out, n) == 0);
+    if (hit == bool(h.flags & kHInvOut)) return false;
+  }
+  if (h.proto != 0 && (p.proto == h.proto) == bool(h.flags & kHInvProto)) return false;
+  if ((h.flags & kHFrag) && p.fragment == bool(h.flags & kHInvFrag)) return false;
+  for (uint32_t m = r.match_begin; m < r.match_end; ++m) {
+    if (!eval::match_one(matches_[m].match, eval::MatchCtx{p, st, r.id, matches_[m].index})) return false;
+  }
+  return true;
+}
+
+// First rule of the segment at or after `from` that matches, or kNone.
+uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet& p,
+                                  MatchState& st) const {
+  switch (s.kind) {
+    case SegmentKind::kLinear:
+      return rule_matches(from, p, st) ? from : kNone;
+    case SegmentKind::kHash: {
+      if (p.fragment) return kNone;
+      const HashIndex& hi = hashes_[s.index];
+      const uint64_t key = hash_key(hi.with_dst, p.dst, p.proto, p.dport);
+      uint32_t slot = hash_slot(key, hi.mask);
+      while (true) {
+        const HashSlot& e = slots_[hi.slot_begin + slot];
+        if (e.rule == kNone) return kNone;
+        if (e.key == key) return (e.rule >= from && rule_matches(e.rule, p, st)) ? e.rule : kNone;
+        slot = (slot + 1) & hi.mask;
+      }
+    }
+    case SegmentKind::kClassifier: {
+      const Classifier& cl = classifiers_[s.index];
+      const uint32_t values[kFields] = {p.src, p.dst, p.proto, p.sport, p.dport};
+      const uint64_t* rows[kFields];
+      for (int f = 0; f < kFields; ++f) {
+        const ClassField& cf = cl.fields[size_t(f)];
+        const uint32_t* b = bounds_.data() + cf.bound_begin;
+        size_t e = size_t(std::upper_bound(b, b + cf.bound_count, values[f]) - b) - 1;
+        rows[f] = rows_.data() + cf.row_begin + e * cl.words;
+      }
+      const uint32_t first = from - s.begin;
+      for (uint32_t w = first / 64; w < cl.words; ++w) {
+        uint64_t bits = rows[0][w] & rows[1][w] & rows[2][w] & rows[3][w] & rows[4][w];
+        if (w == first / 64) bits &= ~uint64_t(0) << (first % 64);
+        while (bits) {
+          const uint32_t r = s.begin + w * 64 + uint32_t(__builtin_ctzll(bits));
+          if (rule_matches(r, p, st)) return r;
+          bits &= bits - 1;
+        }
+      }
+      return kNone;
+    }
+  }
+  return kNone;
+}
+
+HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state) const {
+  return eval::run_hook(hook, packet, [&](TableId t, Packet& p, HookResult& res) {
+    uint32_t chain = base_[size_t(t)][size_t(hook)];
+    if (chain == kNone) return eval::Flow::kAccept;
+    struct Frame {
+      uint32_t chain, next;
+    };
+    Frame stack[kMaxDepth];
+    uint32_t depth = 0;
+    uint32_t pos = chains_[chain].rule_begin;
+    while (true) {
+      if (pos >= chains_[chain].rule_end) {
+        if (depth == 0) {
+          return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept;
+        }
+        --depth;
+        chain = stack[depth].chain;
+        pos = stack[depth].next;
+        continue;
+      }
+      const Segment& seg = segments_[segment_of_rule_[pos]];
+      const uint32_t hit = find_in_segment(seg, pos, p, state);
+      if (hit == kNone) {
+        pos = seg.end;
+        continue;
+      }
+      // After a hash hit nothing else in the segment can match.
+      const uint32_t next = seg.kind == SegmentKind::kHash ? seg.end : hit + 1;
+      const CompiledRule& r = rules_[hit];
+      res.add_matched(r.id);
+      eval::Flow f = eval::apply_target(targets_[r.target], p, res);
+      switch (f) {
+        case eval::Flow::kContinue:
+          pos = next;
+          break;
+        case eval::Flow::kJump:
+          stack[depth++] = {chain, next};
+          [[fallthrough]];
+        case eval::Flow::kGoto:
+          chain = r.jump_chain;
+          pos = chains_[chain].rule_begin;
+          break;
+        case eval::Flow::kReturn:
+          if (depth == 0) {
+            return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept;
+          }
+          --depth;
+          chain = stack[depth].chain;
+          pos = stack[depth].next;
+          break;
+        default:
+          return f;
+      }
+    }
+  });
+}
+
+}  // namespace dpgate::rules

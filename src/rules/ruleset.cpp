@@ -1,0 +1,126 @@
+// Small operations on the Ruleset data model.
+#include "dpgate/rules/ruleset.hpp"
+
+namespace dpgate::rules {
+
+std::string Error::to_string() const {
+  std::string s = pos.file.empty() ? std::string("<input>") : pos.file;
+  s += ':' + std::to_string(pos.line) + ':' + std::to_string(pos.col) + ": " + message;
+  return s;
+}
+
+const char* table_name(TableId t) {
+  switch (t) {
+    case TableId::kRaw: return "raw";
+    case TableId::kMangle: return "mangle";
+    case TableId::kNat: return "nat";
+    case TableId::kFilter: return "filter";
+  }
+  return "?";
+}
+
+const char* hook_name(Hook h) {
+  switch (h) {
+    case Hook::kPrerouting: return "PREROUTING";
+    case Hook::kInput: return "INPUT";
+    case Hook::kForward: return "FORWARD";
+    case Hook::kOutput: return "OUTPUT";
+    case Hook::kPostrouting: return "POSTROUTING";
+  }
+  return "?";
+}
+
+std::optional<TableId> table_from_name(std::string_view name) {
+  for (int i = 0; i < kTableCount; ++i) {
+    if (name == table_name(TableId(i))) return TableId(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<Hook> hook_from_chain_name(std::string_view name) {
+  for (int i = 0; i < kHookCount; ++i) {
+    if (name == hook_name(Hook(i))) return Hook(i);
+  }
+  return std::nullopt;
+}
+
+const std::vector<Hook>& table_hooks(TableId t) {
+  static const std::vector<Hook> raw{Hook::kPrerouting, Hook::kOutput};
+  static const std::vector<Hook> mangle{Hook::kPrerouting, Hook::kInput, Hook::kForward,
+                                        Hook::kOutput, Hook::kPostrouting};
+  static const std::vector<Hook> nat{Hook::kPrerouting, Hook::kInput, Hook::kOutput,
+                                     Hook::kPostrouting};
+  static const std::vector<Hook> filter{Hook::kInput, Hook::kForward, Hook::kOutput};
+  switch (t) {
+    case TableId::kRaw: return raw;
+    case TableId::kMangle: return mangle;
+    case TableId::kNat: return nat;
+    case TableId::kFilter: return filter;
+  }
+  return filter;
+}
+
+bool Iface::matches(std::string_view ifname) const {
+  if (prefix) return ifname.substr(0, name.size()) == name;
+  return ifname == name;
+}
+
+Chain* Table::find(std::string_view name) {
+  for (auto& c : chains) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+const Chain* Table::find(std::string_view name) const {
+  for (const auto& c : chains) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+size_t Ruleset::rule_count() const {
+  size_t n = 0;
+  for (const auto& t : tables) {
+    for (const auto& c : t.chains) n += c.rules.size();
+  }
+  return n;
+}
+
+size_t Ruleset::chain_count() const {
+  size_t n = 0;
+  for (const auto& t : tables) n += t.present ? t.chains.size() : 0;
+  return n;
+}
+
+size_t Ruleset::table_count() const {
+  size_t n = 0;
+  for (const auto& t : tables) n += t.present ? 1 : 0;
+  return n;
+}
+
+bool Ruleset::has_rule_counters() const {
+  for (const auto& t : tables) {
+    for (const auto& c : t.chains) {
+      for (const auto& r : c.rules) {
+        if (r.counters) return true;
+      }
+    }
+  }
+  return false;
+}
+
+Table make_table(TableId t) {
+  Table table;
+  table.present = true;
+  for (Hook h : table_hooks(t)) {
+    Chain c;
+    c.name = hook_name(h);
+    c.builtin = h;
+    c.policy = Policy::kAccept;
+    table.chains.push_back(std::move(c));
+  }
+  return table;
+}
+
+}  // namespace dpgate::rules
