@@ -1,0 +1,390 @@
+// dpgate: the daemon. Usage:
+//   dpgate [EAL options] -- -c FILE [--check]
+// The main lcore becomes the control thread; each worker lcore runs a Worker.
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "dpgate/control/config.hpp"
+#include "dpgate/control/runtime.hpp"
+#include "dpgate/control/server.hpp"
+#include "dpgate/conntrack/format.hpp"
+#include "dpgate/net/packet.hpp"
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+volatile std::sig_atomic_t g_print_stats = 0;
+volatile std::sig_atomic_t g_reload = 0;
+
+void on_stop(int) { g_stop = 1; }
+void on_stats(int) { g_print_stats = 1; }
+void on_reload(int) { g_reload = 1; }
+
+constexpr char kUsage[] =
+    "usage: dpgate [EAL options] -- -c FILE [--check]\n"
+    "  -c, --config FILE  the daemon configuration (libconfig; see conf/dpgate.conf)\n"
+    "      --check        validate the configuration and exit\n"
+    "  -h, --help         this text\n"
+    "Signals: SIGINT/SIGTERM stop cleanly and print final counters; SIGUSR1 prints counters;\n"
+    "         SIGHUP re-reads the config's rules file and applies it (errors keep the running rules).\n"
+    "Example: dpgate --no-huge --no-pci -l 0-1 --vdev net_af_packet0,iface=veth0 -- -c conf/demo.conf\n";
+
+struct AppArgs {
+  std::string config;
+  bool check = false;
+};
+
+// Application options come after "--"; everything before belongs to the EAL.
+bool parse_app_args(int argc, char** argv, int first, AppArgs& out) {
+  for (int i = first; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "-c" || a == "--config") && i + 1 < argc) {
+      out.config = argv[++i];
+    } else if (a == "--check") {
+      out.check = true;
+    } else if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else {
+      std::fprintf(stderr, "dpgate: unknown option '%s'\n%s", a.c_str(), kUsage);
+      return false;
+    }
+  }
+  if (out.config.empty()) {
+    std::fprintf(stderr, "dpgate: -c FILE is required\n%s", kUsage);
+    return false;
+  }
+  return true;
+}
+
+// The runtime the telemetry callbacks read. Set by the control thread before
+// they are registered; they run on DPDK's telemetry thread and read only
+// counters (relaxed atomics) and the neighbour table (lock-free).
+dpgate::control::Runtime* g_runtime = nullptr;
+
+int telemetry_text(const char* /*cmd*/, const char* /*params*/, rte_tel_data* d,
+                   std::string (dpgate::control::Runtime::*render)() const) {
+  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  const std::string text = (g_runtime->*render)();
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    rte_tel_data_add_array_string(d, text.substr(begin, std::min<size_t>(end - begin, RTE_TEL_MAX_STRING_LEN - 1)).c_str());
+    begin = end + 1;
+  }
+  return 0;
+}
+
+void register_telemetry() {
+  rte_telemetry_register_cmd("/dpgate/stats", [](const char* c, const char* p, rte_tel_data* d) {
+    return telemetry_text(c, p, d, &dpgate::control::Runtime::stats_text);
+  }, "dpgate per-port and per-worker counters, drops by reason");
+  rte_telemetry_register_cmd("/dpgate/routes", [](const char* c, const char* p, rte_tel_data* d) {
+    return telemetry_text(c, p, d, &dpgate::control::Runtime::routes_text);
+  }, "dpgate forwarding table");
+  rte_telemetry_register_cmd("/dpgate/neighbours", [](const char* c, const char* p, rte_tel_data* d) {
+    return telemetry_text(c, p, d, &dpgate::control::Runtime::neighbours_text);
+  }, "dpgate neighbour (ARP) table");
+}
+
+uint64_t now_ms() { return rte_rdtsc() * 1000 / rte_get_tsc_hz(); }
+
+// `dpgatectl conntrack` arguments, in conntrack-tools' words: one of
+// -L/-C/-D/-F, then filters. Errors are text.
+struct ConntrackCommand {
+  char op = 'L';
+  dpgate::conntrack::FlowFilter filter;
+};
+
+std::variant<ConntrackCommand, std::string> parse_conntrack_args(const std::vector<std::string>& args) {
+  using dpgate::net::IpAddr;
+  ConntrackCommand cmd;
+  auto address = [](const std::string& text) -> std::optional<IpAddr> {
+    auto a = dpgate::net::parse_ipv4(text);
+    if (!a) return std::nullopt;
+    return IpAddr::from_v4(dpgate::net::to_be32(*a));
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      return args[++i];
+    };
+    if (a == "-L" || a == "--dump") {
+      cmd.op = 'L';
+    } else if (a == "-C" || a == "--count") {
+      cmd.op = 'C';
+    } else if (a == "-D" || a == "--delete") {
+      cmd.op = 'D';
+    } else if (a == "-F" || a == "--flush") {
+      cmd.op = 'F';
+    } else if (a == "-p" || a == "--proto") {
+      auto v = value();
+      if (!v) return std::string("-p needs a protocol");
+      if (*v == "tcp") cmd.filter.proto = 6;
+      else if (*v == "udp") cmd.filter.proto = 17;
+      else if (*v == "icmp") cmd.filter.proto = 1;
+      else if (!v->empty() && v->find_first_not_of("0123456789") == std::string::npos && std::stoul(*v) < 256) cmd.filter.proto = static_cast<uint8_t>(std::stoul(*v));
+      else return "unknown protocol '" + *v + "'";
+    } else if (a == "-s" || a == "--orig-src" || a == "--src" || a == "-d" || a == "--orig-dst" || a == "--dst" ||
+               a == "-r" || a == "--reply-src" || a == "-q" || a == "--reply-dst") {
+      auto v = value();
+      auto ip = v ? address(*v) : std::nullopt;
+      if (!ip) return a + " needs an IPv4 address";
+      if (a == "-s" || a == "--orig-src" || a == "--src") cmd.filter.orig_src = ip;
+      else if (a == "-d" || a == "--orig-dst" || a == "--dst") cmd.filter.orig_dst = ip;
+      else if (a == "-r" || a == "--reply-src") cmd.filter.reply_src = ip;
+      else cmd.filter.reply_dst = ip;
+    } else if (a == "--dst-nat" || a == "--src-nat") {
+      auto v = value();
+      auto ip = v ? address(*v) : std::nullopt;
+      if (!ip) return a + " needs an IPv4 address";
+      (a == "--dst-nat" ? cmd.filter.dst_nat : cmd.filter.src_nat) = ip;
+    } else if (a == "--sport" || a == "--orig-port-src" || a == "--dport" || a == "--orig-port-dst") {
+      auto v = value();
+      if (!v || v->empty() || v->find_first_not_of("0123456789") != std::string::npos || std::stoul(*v) > 65535) {
+        return a + " needs a port number";
+      }
+      const auto port = dpgate::net::to_be16(static_cast<uint16_t>(std::stoul(*v)));
+      (a == "--sport" || a == "--orig-port-src" ? cmd.filter.orig_sport : cmd.filter.orig_dport) = port;
+    } else if (a == "-m" || a == "--mark") {
+      auto v = value();
+      if (!v) return std::string("--mark needs a value");
+      const size_t slash = v->find('/');
+      try {
+        cmd.filter.mark = static_cast<uint32_t>(std::stoul(v->substr(0, slash), nullptr, 0));
+        if (slash != std::string::npos) cmd.filter.mark_mask = static_cast<uint32_t>(std::stoul(v->substr(slash + 1), nullptr, 0));
+      } catch (const std::exception&) {
+        return "bad mark '" + *v + "'";
+      }
+    } else {
+      return "unknown option '" + a + "'";
+    }
+  }
+  return cmd;
+}
+
+int run(const dpgate::control::Config& config) {
+  std::vector<unsigned> lcores;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) { lcores.push_back(lcore); }
+  if (lcores.size() < config.workers) {
+    std::fprintf(stderr, "dpgate: %s: workers = %u but the EAL gave %zu worker lcores (pass e.g. -l 0-%u)\n",
+                 config.path.c_str(), config.workers, lcores.size(), config.workers);
+    return 1;
+  }
+  auto created = dpgate::control::Runtime::create(config);
+  if (auto* err = std::get_if<std::string>(&created)) {
+    std::fprintf(stderr, "dpgate: %s\n", err->c_str());
+    return 1;
+  }
+  auto& runtime = *std::get<std::unique_ptr<dpgate::control::Runtime>>(created);
+  using dpgate::control::ControlServer;
+  using dpgate::control::Reply;
+  using dpgate::control::Request;
+  auto control = ControlServer::listen_unix(config.control_socket);
+  if (auto* err = std::get_if<std::string>(&control)) {
+    std::fprintf(stderr, "dpgate: %s\n", err->c_str());
+    return 1;
+  }
+  auto& ctl = *std::get<std::unique_ptr<ControlServer>>(control);
+  ctl.on("stats", "per-port and per-worker counters, drops by reason",
+         [&](const Request&) { return Reply{true, runtime.stats_text()}; });
+  ctl.on("neigh", "the neighbour (ARP) table", [&](const Request&) { return Reply{true, runtime.neighbours_text()}; });
+  ctl.on("route", "the forwarding table", [&](const Request&) { return Reply{true, runtime.routes_text()}; });
+  ctl.on("metrics", "counters in Prometheus text format",
+         [&](const Request&) { return Reply{true, runtime.metrics_text()}; });
+  ctl.on("apply", "apply iptables-restore text (the body): [--noflush] [--test] [--source=NAME]",
+         [&](const Request& req) {
+           bool noflush = false, test = false;
+           std::string source = "<stdin>";
+           for (const auto& a : req.args) {
+             if (a == "--noflush") {
+               noflush = true;
+             } else if (a == "--test") {
+               test = true;
+             } else if (a.rfind("--source=", 0) == 0) {
+               source = a.substr(9);
+             } else {
+               return Reply::error("apply: unknown option '" + a + "'\n");
+             }
+           }
+           auto applied = runtime.rules().apply(req.body, source, noflush, test);
+           if (auto* err = std::get_if<std::string>(&applied)) return Reply::error(*err + "\n");
+           return Reply{true, (test ? "test only, nothing applied: " : "") +
+                                  std::get<dpgate::control::ApplyResult>(applied).summary()};
+         });
+  ctl.on("save", "the running rules as iptables-save text: [-c] [-t TABLE]", [&](const Request& req) {
+    bool counters = false;
+    std::string table;
+    for (size_t i = 0; i < req.args.size(); ++i) {
+      if (req.args[i] == "-c") {
+        counters = true;
+      } else if (req.args[i] == "-t" && i + 1 < req.args.size()) {
+        table = req.args[++i];
+        if (table != "raw" && table != "mangle" && table != "nat" && table != "filter") {
+          return Reply::error("save: unknown table '" + table + "'\n");
+        }
+      } else {
+        return Reply::error("save: unknown option '" + req.args[i] + "'\n");
+      }
+    }
+    return Reply{true, runtime.rules().save(counters, table)};
+  });
+  ctl.on("conntrack", "flows as conntrack-tools shows them: -L|-C|-D|-F [-p P] [-s|-d|-r|-q ADDR] [--sport|--dport N] [--dst-nat ADDR] [--src-nat ADDR] [-m MARK[/MASK]]",
+         [&](const Request& req) {
+           auto parsed = parse_conntrack_args(req.args);
+           if (auto* err = std::get_if<std::string>(&parsed)) return Reply::error("conntrack: " + *err + "\n");
+           const auto& cmd = std::get<ConntrackCommand>(parsed);
+           using Op = dpgate::dataplane::FlowRequest::Op;
+           std::string text;
+           const Op op = cmd.op == 'D' ? Op::kDelete : cmd.op == 'F' ? Op::kFlush : Op::kList;
+           auto result = runtime.flows(op, cmd.filter, [&](const dpgate::conntrack::FlowInfo& f) {
+             if (cmd.op == 'L') text += dpgate::conntrack::format_conntrack(f) + "\n";
+           });
+           if (auto* err = std::get_if<std::string>(&result)) return Reply::error("conntrack: " + *err + "\n");
+           const uint64_t n = std::get<uint64_t>(result);
+           if (cmd.op == 'C') text = std::to_string(n) + "\n";
+           if (cmd.op == 'D' || cmd.op == 'F') text = std::to_string(n) + " flow entries have been deleted.\n";
+           return Reply{true, text};
+         });
+  ctl.on("list", "rules as iptables -L -v -n: [-t TABLE] [CHAIN] [-x] (-v -n accepted)", [&](const Request& req) {
+    std::string table, chain;
+    bool exact = false;
+    for (size_t i = 0; i < req.args.size(); ++i) {
+      const std::string& a = req.args[i];
+      if (a == "-t" && i + 1 < req.args.size()) {
+        table = req.args[++i];
+      } else if (a == "-x") {
+        exact = true;
+      } else if (a == "-v" || a == "-n" || a == "-vn" || a == "-nv" || a == "-L") {
+      } else if (a[0] != '-' && chain.empty()) {
+        chain = a;
+      } else {
+        return Reply::error("list: unknown option '" + a + "'\n");
+      }
+    }
+    auto [ok, text] = runtime.rules().list(table, chain, exact);
+    return ok ? Reply{true, text} : Reply::error("list: " + text + "\n");
+  });
+  ctl.on("zero", "reset rule counters", [&](const Request&) {
+    runtime.rules().zero();
+    return Reply{true, ""};
+  });
+  ctl.on("generation", "the running rules' generation", [&](const Request&) {
+    const auto* current = runtime.rules().current();
+    return Reply{true, std::to_string(current ? current->generation : 0) + "\n"};
+  });
+  std::unique_ptr<ControlServer> metrics;
+  if (!config.metrics_listen.empty()) {
+    auto m = ControlServer::listen_metrics(config.metrics_listen, [&] { return runtime.metrics_text(); });
+    if (auto* err = std::get_if<std::string>(&m)) {
+      std::fprintf(stderr, "dpgate: %s\n", err->c_str());
+      return 1;
+    }
+    metrics = std::move(std::get<std::unique_ptr<ControlServer>>(m));
+  }
+  g_runtime = &runtime;
+  if (config.telemetry) register_telemetry();
+  if (config.pdump && rte_pdump_init() != 0) {
+    std::fprintf(stderr, "dpgate: warning: packet capture (rte_pdump) unavailable: it needs the EAL's shared "
+                         "config (run without --no-shconf/--in-memory)\n");
+  }
+  for (size_t i = 0; i < runtime.workers().size(); ++i) {
+    auto& w = *runtime.workers()[i];
+    w.lcore_id = lcores[i];
+    rte_eal_remote_launch(dpgate::dataplane::worker_main, &w, lcores[i]);
+  }
+  for (size_t i = 0; i < config.ports.size(); ++i) {
+    const auto& port = runtime.router().ports[i];
+    std::printf("dpgate: port %s: %s, dpdk port %u, mac %s, mtu %u\n", config.ports[i].name.c_str(),
+                config.ports[i].device.c_str(), port.port_id, dpgate::net::format_mac(port.mac).c_str(), port.mtu);
+  }
+  std::printf("dpgate: running: %zu ports, %u workers, %zu routes\n", config.ports.size(), config.workers,
+              runtime.router().fib.load()->route_count());
+  std::fflush(stdout);
+
+  std::printf("dpgate: control socket %s%s%s\n", ctl.where().c_str(), metrics ? ", metrics http://" : "",
+              metrics ? (metrics->where() + "/metrics").c_str() : "");
+  while (!g_stop) {
+    runtime.service(rte_rdtsc());
+    ctl.poll(now_ms());
+    if (metrics) metrics->poll(now_ms());
+    if (g_reload) {
+      g_reload = 0;
+      if (config.rules_file.empty()) {
+        std::fprintf(stderr, "dpgate: SIGHUP: no rules file in the configuration\n");
+      } else if (auto err = runtime.reload_rules()) {
+        std::fprintf(stderr, "dpgate: SIGHUP: running rules kept: %s\n", err->c_str());
+      } else {
+        std::printf("dpgate: SIGHUP: rules generation %llu from %s\n",
+                    static_cast<unsigned long long>(runtime.rules().current()->generation), config.rules_file.c_str());
+        std::fflush(stdout);
+      }
+    }
+    if (g_print_stats) {
+      g_print_stats = 0;
+      std::fputs(runtime.stats_text().c_str(), stdout);
+      std::fflush(stdout);
+    }
+    usleep(1000);
+  }
+  runtime.router().stop.store(true);
+  rte_eal_mp_wait_lcore();
+  std::printf("dpgate: stopping; final counters:\n%s", runtime.stats_text().c_str());
+  std::fflush(stdout);
+  if (config.pdump) rte_pdump_uninit();
+  g_runtime = nullptr;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int dashdash = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) {
+      dashdash = i;
+      break;
+    }
+  }
+  AppArgs args;
+  if (!parse_app_args(argc, argv, dashdash + 1, args)) return 2;
+
+  // The configuration is checked before the EAL touches any device.
+  auto loaded = dpgate::control::load_config_file(args.config);
+  if (auto* err = std::get_if<dpgate::control::ConfigError>(&loaded)) {
+    std::fprintf(stderr, "dpgate: %s\n", err->to_string().c_str());
+    return 1;
+  }
+  const auto& config = std::get<dpgate::control::Config>(loaded);
+  if (args.check) {
+    std::printf("%s: OK (%zu ports, %zu routes, %zu neighbours, %u workers)\n", config.path.c_str(),
+                config.ports.size(), config.routes.size(), config.neighbours.size(), config.workers);
+    return 0;
+  }
+
+  std::signal(SIGINT, on_stop);
+  std::signal(SIGTERM, on_stop);
+  std::signal(SIGUSR1, on_stats);
+  std::signal(SIGHUP, on_reload);
+  if (rte_eal_init(dashdash, argv) < 0) {
+    std::fprintf(stderr, "dpgate: cannot initialise the EAL (see the messages above)\n");
+    return 1;
+  }
+  int rc = run(config);
+  rte_eal_cleanup();
+  return rc;
+}

@@ -1,0 +1,456 @@
+// The conntrack table: preallocated entries, a bucketed hash index holding
+// both directions of every flow, early drop, expiry sweep and the walks the
+// control messages use. Per-protocol tracking lives in track.cpp.
+#include "dpgate/conntrack/table.hpp"
+
+#include <cstring>
+
+namespace dpgate::conntrack {
+
+namespace {
+
+// The compact reply tuple is compared as the first 36 bytes of a FiveTuple.
+static_assert(offsetof(net::FiveTuple, src_port) == 32);
+static_assert(offsetof(net::FiveTuple, proto) == 36);
+static_assert(offsetof(Entry, reply_dst) == offsetof(Entry, reply_src) + 16);
+static_assert(offsetof(Entry, reply_sport) == offsetof(Entry, reply_src) + 32);
+static_assert(offsetof(Entry, reply_dport) == offsetof(Entry, reply_src) + 34);
+
+constexpr uint32_t kMaxTicks = 1u << 30;  // keeps signed deadline comparisons exact
+
+constexpr uint64_t rotl(uint64_t v, unsigned r) { return (v << r) | (v >> (64 - r)); }
+
+}  // namespace
+
+Table::Table(const TableConfig& config)
+    : capacity_(config.capacity == 0 ? 1 : config.capacity),
+      owner_(config.owner),
+      early_drop_buckets_(config.early_drop_buckets == 0 ? 1 : config.early_drop_buckets),
+      hz_(config.ticks_per_second == 0 ? 1 : config.ticks_per_second),
+      seed_(config.hash_seed),
+      timeouts_(config.timeouts) {
+  // Both directions are indexed: 2 refs per entry, at most 4 per 7-slot
+  // bucket on average when the table is full.
+  const uint64_t want = (uint64_t{capacity_} * 2 + 3) / 4;
+  uint64_t buckets = 1;
+  while (buckets < want) buckets <<= 1;
+  mask_ = static_cast<uint32_t>(buckets - 1);
+
+  // A coarse tick is the largest power of two of `now` units not above 4 ms.
+  const uint64_t per_4ms = hz_ / 250;
+  shift_ = 0;
+  while ((uint64_t{2} << shift_) <= per_4ms) ++shift_;
+
+  entries_ = std::make_unique<Entry[]>(capacity_);
+  buckets_ = std::make_unique<Bucket[]>(buckets);
+  free_.reserve(capacity_);
+  for (uint32_t i = capacity_; i > 0; --i) free_.push_back(i - 1);
+  graveyard_.reserve(kGraveyardSize);
+
+  const Timeouts& t = timeouts_;
+  const uint32_t tcp_s[kTcpStateCount] = {t.tcp_syn_sent,    t.tcp_syn_sent,   t.tcp_syn_recv,
+                                          t.tcp_established, t.tcp_fin_wait,   t.tcp_close_wait,
+                                          t.tcp_last_ack,    t.tcp_time_wait,  t.tcp_close,
+                                          t.tcp_syn_sent2};
+  for (unsigned i = 0; i < kTcpStateCount; ++i) ticks_.tcp[i] = seconds_to_ticks(tcp_s[i]);
+  ticks_.tcp_unack = seconds_to_ticks(t.tcp_unacknowledged);
+  ticks_.udp = seconds_to_ticks(t.udp);
+  ticks_.udp_stream = seconds_to_ticks(t.udp_stream);
+  ticks_.udp_stream_after = seconds_to_ticks(2);  // "still active after two seconds?"
+  ticks_.icmp = seconds_to_ticks(t.icmp);
+  ticks_.generic = seconds_to_ticks(t.generic);
+}
+
+uint32_t Table::seconds_to_ticks(uint32_t seconds) const {
+  const unsigned __int128 units = static_cast<unsigned __int128>(seconds) * hz_;
+  const unsigned __int128 ticks = units >> shift_;
+  if (ticks >= kMaxTicks) return kMaxTicks;
+  if (ticks == 0 && seconds != 0) return 1;
+  return static_cast<uint32_t>(ticks);
+}
+
+uint64_t Table::hash(const net::FiveTuple& t) const {
+  uint64_t w[5];
+  std::memcpy(w, &t, sizeof(w));
+  uint64_t h = seed_ ^ 0x9e3779b97f4a7c15ULL;
+  for (uint64_t k : w) {
+    k *= 0x87c37b91114253d5ULL;
+    k = rotl(k, 31);
+    k *= 0x4cf5ad432745937fULL;
+    h ^= k;
+    h = rotl(h, 27) * 5 + 0x52dce729;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+bool Table::key_matches(uint32_t ref, const net::FiveTuple& key) const {
+  const Entry& e = entries_[ref >> 1];
+  if ((ref & 1) == 0) return std::memcmp(&e.orig, &key, sizeof(key)) == 0;
+  const auto* k = reinterpret_cast<const uint8_t*>(&key);
+  return std::memcmp(&e.reply_src, k, 36) == 0 &&
+         std::memcmp(reinterpret_cast<const uint8_t*>(&e.orig) + 36, k + 36, 4) == 0;
+}
+
+uint32_t Table::find_ref(const net::FiveTuple& key, uint64_t h) const {
+  const uint32_t sig = signature(h);
+  uint32_t b = static_cast<uint32_t>(h) & mask_;
+  for (uint32_t probes = 0; probes <= mask_; ++probes) {
+    const Bucket& bk = buckets_[b];
+    for (unsigned s = 0; s < kSlots; ++s) {
+      if (bk.sig[s] == sig && key_matches(bk.ref[s], key)) return bk.ref[s];
+    }
+    if (bk.overflow == 0) break;
+    b = (b + 1) & mask_;
+  }
+  return kNoRef;
+}
+
+void Table::link(uint32_t ref, uint64_t h) {
+  const uint32_t sig = signature(h);
+  uint32_t b = static_cast<uint32_t>(h) & mask_;
+  for (;;) {
+    Bucket& bk = buckets_[b];
+    for (unsigned s = 0; s < kSlots; ++s) {
+      if (bk.sig[s] == 0) {
+        bk.sig[s] = sig;
+        bk.ref[s] = ref;
+        return;
+      }
+    }
+    // Sizing keeps the index under 60% full, so a free slot always exists.
+    ++bk.overflow;
+    b = (b + 1) & mask_;
+  }
+}
+
+void Table::unlink(uint32_t ref, const net::FiveTuple& key) {
+  uint32_t b = static_cast<uint32_t>(hash(key)) & mask_;
+  for (uint32_t probes = 0; probes <= mask_; ++probes) {
+    Bucket& bk = buckets_[b];
+    for (unsigned s = 0; s < kSlots; ++s) {
+      if (bk.sig[s] != 0 && bk.ref[s] == ref) {
+        bk.sig[s] = 0;
+        bk.ref[s] = 0;
+        return;
+      }
+    }
+    --bk.overflow;  // link() counted this ref passing through
+    b = (b + 1) & mask_;
+  }
+}
+
+void Table::unlink_entry(uint32_t idx) {
+  const Entry& e = entries_[idx];
+  if (e.kind == EntryKind::kFlow) unlink(idx * 2, e.orig);
+  if (e.kind == EntryKind::kFlow || e.kind == EntryKind::kRedirect) unlink(idx * 2 + 1, e.reply());
+}
+
+void Table::release(uint32_t idx) {
+  entries_[idx] = Entry{};
+  free_.push_back(idx);
+  --size_;
+}
+
+bool Table::evict_for(uint64_t h, uint32_t now_c) {
+  uint32_t b = static_cast<uint32_t>(h) & mask_;
+  for (unsigned i = 0; i < early_drop_buckets_; ++i, b = (b + 1) & mask_) {
+    const Bucket& bk = buckets_[b];
+    uint32_t victim = kNoRef;
+    for (unsigned s = 0; s < kSlots; ++s) {
+      if (bk.sig[s] == 0) continue;
+      const uint32_t idx = bk.ref[s] >> 1;
+      const Entry& e = entries_[idx];
+      if (expired(e, now_c)) {
+        unlink_entry(idx);
+        release(idx);
+        stats_.expired.add();
+        return true;
+      }
+      // early_drop_list(): never an ASSURED conntrack. Entries of the
+      // current burst are spared too: a packet of this burst holds them.
+      if (victim == kNoRef && (e.status & status::kAssured) == 0 && e.epoch != epoch_) victim = idx;
+    }
+    if (victim != kNoRef) {
+      unlink_entry(victim);
+      release(victim);
+      stats_.early_dropped.add();
+      return true;
+    }
+  }
+  return false;
+}
+
+uint32_t Table::take_free(uint64_t h, uint32_t now_c, InsertStatus* status) {
+  if (free_.empty() && !evict_for(h, now_c)) {
+    stats_.refused.add();
+    if (status) *status = InsertStatus::kFull;
+    return kNoRef;
+  }
+  const uint32_t idx = free_.back();
+  free_.pop_back();
+  ++size_;
+  return idx;
+}
+
+bool Table::reclaim_if_stale(const net::FiveTuple& t, uint64_t h, uint32_t now_c) {
+  const uint32_t ref = find_ref(t, h);
+  if (ref == kNoRef) return true;
+  const uint32_t idx = ref >> 1;
+  if (!expired(entries_[idx], now_c)) return false;
+  unlink_entry(idx);
+  release(idx);
+  stats_.expired.add();
+  return true;
+}
+
+void Table::begin_burst() {
+  for (uint32_t idx : graveyard_) release(idx);
+  graveyard_.clear();
+  ++epoch_;
+}
+
+Entry* Table::lookup(const net::FiveTuple& key, uint64_t now, Direction* dir) {
+  const uint32_t ref = find_ref(key, hash(key));
+  if (ref == kNoRef) return nullptr;
+  Entry& e = entries_[ref >> 1];
+  if (expired(e, coarse(now))) return nullptr;
+  e.epoch = epoch_;
+  *dir = static_cast<Direction>(ref & 1);
+  return &e;
+}
+
+void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, Entry** out,
+                        Direction* dir) {
+  const uint32_t now_c = coarse(now);
+  while (n > 0) {
+    const unsigned m = n < kMaxBulk ? n : kMaxBulk;
+    uint64_t h[kMaxBulk];
+    uint32_t cand[kMaxBulk];
+    for (unsigned i = 0; i < m; ++i) {
+      h[i] = hash(keys[i]);
+      __builtin_prefetch(&buckets_[static_cast<uint32_t>(h[i]) & mask_]);
+    }
+    // First signature hit in the home bucket: prefetch both lines of its entry.
+    for (unsigned i = 0; i < m; ++i) {
+      const Bucket& bk = buckets_[static_cast<uint32_t>(h[i]) & mask_];
+      const uint32_t sig = signature(h[i]);
+      cand[i] = kNoRef;
+      for (unsigned s = 0; s < kSlots; ++s) {
+        if (bk.sig[s] == sig) {
+          cand[i] = bk.ref[s];
+          const Entry* e = &entries_[bk.ref[s] >> 1];
+          __builtin_prefetch(e);
+          __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
+          break;
+        }
+      }
+    }
+    for (unsigned i = 0; i < m; ++i) {
+      uint32_t ref = cand[i];
+      if (ref == kNoRef || !key_matches(ref, keys[i])) ref = find_ref(keys[i], h[i]);
+      out[i] = nullptr;
+      if (ref == kNoRef) continue;
+      Entry& e = entries_[ref >> 1];
+      if (expired(e, now_c)) continue;
+      e.epoch = epoch_;
+      out[i] = &e;
+      dir[i] = static_cast<Direction>(ref & 1);
+    }
+    keys += m;
+    out += m;
+    dir += m;
+    n -= m;
+  }
+}
+
+bool Table::in_use(const net::FiveTuple& t, uint64_t now) const {
+  const uint32_t ref = find_ref(t, hash(t));
+  return ref != kNoRef && !expired(entries_[ref >> 1], coarse(now));
+}
+
+Entry* Table::insert(const net::FiveTuple& orig, const net::FiveTuple& reply, const L4Info& first,
+                     uint64_t now, InsertStatus* status) {
+  if (!may_start_flow(orig, first, timeouts_)) {
+    stats_.invalid.add();
+    if (status) *status = InsertStatus::kInvalid;
+    return nullptr;
+  }
+  const uint32_t now_c = coarse(now);
+  const uint64_t h_orig = hash(orig);
+  const uint64_t h_reply = hash(reply);
+  if (!reclaim_if_stale(orig, h_orig, now_c) || !reclaim_if_stale(reply, h_reply, now_c)) {
+    stats_.clashed.add();
+    if (status) *status = InsertStatus::kClash;
+    return nullptr;
+  }
+  const uint32_t idx = take_free(h_orig, now_c, status);
+  if (idx == kNoRef) return nullptr;
+
+  Entry& e = entries_[idx];
+  e = Entry{};
+  e.orig = orig;
+  e.reply_src = reply.src;
+  e.reply_dst = reply.dst;
+  e.reply_sport = reply.src_port;
+  e.reply_dport = reply.dst_port;
+  e.kind = EntryKind::kFlow;
+  e.owner = owner_;
+  e.epoch = epoch_;
+  e.status = status::kConfirmed | nat_status(orig, reply);
+  e.deadline = now_c;
+  if (orig.proto == 17) e.aux = now_c + ticks_.udp_stream_after;
+  if (orig.proto == 1) e.aux = first.icmp_type;
+  if (orig.proto == 6) e.tcp_last = static_cast<uint8_t>(TcpFlagClass::kNone);  // tcp_new()
+  link(idx * 2, h_orig);
+  link(idx * 2 + 1, h_reply);
+  stats_.inserted.add();
+
+  if (track(e, Direction::kOriginal, first, now) == TrackResult::kInvalid) {
+    unlink_entry(idx);
+    release(idx);
+    if (status) *status = InsertStatus::kInvalid;
+    return nullptr;
+  }
+  if (status) *status = InsertStatus::kOk;
+  return &e;
+}
+
+Entry* Table::insert_redirect(const net::FiveTuple& reply, uint8_t owner, uint16_t flow_status,
+                              uint64_t now, uint32_t timeout_s, InsertStatus* status) {
+  const uint32_t now_c = coarse(now);
+  const uint64_t h = hash(reply);
+  if (!reclaim_if_stale(reply, h, now_c)) {
+    stats_.clashed.add();
+    if (status) *status = InsertStatus::kClash;
+    return nullptr;
+  }
+  const uint32_t idx = take_free(h, now_c, status);
+  if (idx == kNoRef) return nullptr;
+  Entry& e = entries_[idx];
+  e = Entry{};
+  // Only the reply tuple is known; the original keeps what the compact
+  // reply shares with it (protocol, family).
+  e.orig.proto = reply.proto;
+  e.orig.family = reply.family;
+  e.reply_src = reply.src;
+  e.reply_dst = reply.dst;
+  e.reply_sport = reply.src_port;
+  e.reply_dport = reply.dst_port;
+  e.kind = EntryKind::kRedirect;
+  e.owner = owner;
+  e.epoch = epoch_;
+  e.status = flow_status;
+  refresh(e, now_c, seconds_to_ticks(timeout_s));
+  link(idx * 2 + 1, h);
+  stats_.inserted.add();
+  if (status) *status = InsertStatus::kOk;
+  return &e;
+}
+
+Entry* Table::find_related(const net::FiveTuple& quoted, uint64_t now, Direction* dir) {
+  return lookup(invert(quoted), now, dir);
+}
+
+void Table::set_timeout(Entry& e, uint64_t now, uint32_t seconds) {
+  refresh(e, coarse(now), seconds_to_ticks(seconds));
+}
+
+void Table::kill(Entry& e) {
+  if (!live_kind(e.kind)) return;
+  const auto idx = static_cast<uint32_t>(&e - entries_.get());
+  unlink_entry(idx);
+  e.status |= status::kDying;
+  if (graveyard_.size() < kGraveyardSize) {
+    e.kind = EntryKind::kDead;
+    graveyard_.push_back(idx);
+  } else {
+    e.kind = EntryKind::kDeadSwept;
+  }
+  stats_.killed.add();
+}
+
+void Table::remove(Entry& e) {
+  if (!live_kind(e.kind)) return;
+  const auto idx = static_cast<uint32_t>(&e - entries_.get());
+  unlink_entry(idx);
+  release(idx);
+}
+
+bool FlowFilter::matches(const Entry& e) const {
+  if (proto != 0 && e.orig.proto != proto) return false;
+  if (reply_src && e.reply_src != *reply_src) return false;
+  if (reply_dst && e.reply_dst != *reply_dst) return false;
+  if (e.kind == EntryKind::kRedirect) {
+    // A stub knows only its reply tuple.
+    return redirects && !orig_src && !orig_dst && !orig_sport && !orig_dport && !dst_nat &&
+           !src_nat && !mark;
+  }
+  if (orig_src && e.orig.src != *orig_src) return false;
+  if (orig_dst && e.orig.dst != *orig_dst) return false;
+  if (orig_sport && e.orig.src_port != *orig_sport) return false;
+  if (orig_dport && e.orig.dst_port != *orig_dport) return false;
+  if (dst_nat && (!(e.status & status::kDstNat) || e.reply_src != *dst_nat)) return false;
+  if (src_nat && (!(e.status & status::kSrcNat) || e.reply_dst != *src_nat)) return false;
+  if (mark && (e.mark & mark_mask) != (*mark & mark_mask)) return false;
+  return true;
+}
+
+WalkProgress Table::delete_matching(const FlowFilter& filter, uint32_t cursor, uint32_t max_visit,
+                                    uint64_t now) {
+  const uint32_t now_c = coarse(now);
+  WalkProgress p;
+  uint32_t i = cursor;
+  for (uint32_t n = 0; i < capacity_ && n < max_visit; ++i, ++n) {
+    const Entry& e = entries_[i];
+    if (live_kind(e.kind) && !expired(e, now_c) && filter.matches(e)) {
+      unlink_entry(i);
+      release(i);
+      ++p.matched;
+    }
+  }
+  p.next_cursor = i;
+  p.done = i >= capacity_;
+  return p;
+}
+
+void Table::flush() {
+  for (uint32_t i = 0; i < capacity_; ++i) entries_[i] = Entry{};
+  for (uint32_t b = 0; b <= mask_; ++b) buckets_[b] = Bucket{};
+  free_.clear();
+  for (uint32_t i = capacity_; i > 0; --i) free_.push_back(i - 1);
+  graveyard_.clear();
+  size_ = 0;
+  sweep_cursor_ = 0;
+}
+
+uint32_t Table::seconds_left(const Entry& e, uint64_t now) const {
+  const uint32_t now_c = coarse(now);
+  if (expired(e, now_c)) return 0;
+  const uint64_t units = static_cast<uint64_t>(e.deadline - now_c) << shift_;
+  return static_cast<uint32_t>(units / hz_);
+}
+
+FlowInfo Table::info(const Entry& e, uint64_t now) const {
+  FlowInfo f;
+  f.orig = e.orig;
+  f.reply = e.reply();
+  f.kind = e.kind;
+  f.tcp_state = e.tcp_state();
+  f.status = e.status;
+  f.mark = e.mark;
+  f.seconds_left = seconds_left(e, now);
+  f.owner = e.owner;
+  f.icmp_type = e.orig.proto == 1 ? static_cast<uint8_t>(e.aux) : 0;
+  f.packets[0] = e.packets_orig;
+  f.packets[1] = e.packets_reply;
+  f.bytes[0] = e.bytes_orig;
+  f.bytes[1] = e.bytes_reply;
+  return f;
+}
+
+}  // namespace dpgate::conntrack

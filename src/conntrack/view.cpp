@@ -1,0 +1,60 @@
+// Building the ct view of a packet, as xt_conntrack's state bits come from
+// ctinfo and ct->status (conntrack_mt / state_mt).
+#include "dpgate/conntrack/view.hpp"
+
+namespace dpgate::conntrack {
+
+namespace {
+
+uint16_t nat_state_bits(uint16_t st) {
+  uint16_t bits = 0;
+  if (st & status::kSrcNat) bits |= ct_state::kSnat;
+  if (st & status::kDstNat) bits |= ct_state::kDnat;
+  return bits;
+}
+
+CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
+  CtView v;
+  v.state = static_cast<uint16_t>(state | nat_state_bits(e.status));
+  v.status = e.status;
+  v.dir = dir;
+  v.has_flow = true;
+  v.mark = e.mark;
+  v.expire_s = t.seconds_left(e, now);
+  v.orig = e.orig;
+  v.reply = e.reply();
+  return v;
+}
+
+}  // namespace
+
+CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now) {
+  if (r == TrackResult::kInvalid || r == TrackResult::kReopen) return ct_view_invalid();
+  const bool established = dir == Direction::kReply || (e.status & status::kSeenReply);
+  return from_entry(t, e, dir, established ? ct_state::kEstablished : ct_state::kNew, now);
+}
+
+CtView ct_view_new(const net::FiveTuple& orig, const net::FiveTuple& reply) {
+  CtView v;
+  v.status = nat_status(orig, reply);
+  v.state = static_cast<uint16_t>(ct_state::kNew | nat_state_bits(v.status));
+  v.dir = Direction::kOriginal;
+  v.has_flow = true;
+  v.orig = orig;
+  v.reply = reply;
+  return v;
+}
+
+CtView ct_view_related(const Table& t, const Entry& e, Direction dir, uint64_t now) {
+  return from_entry(t, e, dir, ct_state::kRelated, now);
+}
+
+CtView ct_view_invalid() { return CtView{}; }
+
+CtView ct_view_untracked() {
+  CtView v;
+  v.state = ct_state::kUntracked;
+  return v;
+}
+
+}  // namespace dpgate::conntrack

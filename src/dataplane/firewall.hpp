@@ -1,0 +1,36 @@
+// What the stateful stages of the worker need around rule evaluation: the
+// rules::Packet view of a parsed packet with its conntrack view, and the
+// address/port choice of DNAT, REDIRECT, SNAT and MASQUERADE for a new flow.
+// Private to the data plane; the owning worker calls them on its packets.
+#pragma once
+
+#include <cstdint>
+
+#include "dpgate/conntrack/port_allocator.hpp"
+#include "dpgate/conntrack/view.hpp"
+#include "dpgate/dataplane/router.hpp"
+#include "dpgate/net/packet.hpp"
+#include "dpgate/rules/packet.hpp"
+
+namespace dpgate::dataplane {
+
+// Fills `p` for evaluation: header fields from `meta` (the IPv4 header at
+// `ip`), interfaces by port index (kNoPort for none), the packet mark, the
+// ct view, address types, and the datagram as payload (xt_string counts
+// offsets from the IP header).
+inline constexpr uint16_t kNoPort = 0xffff;
+void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, const net::PacketMeta& meta,
+                      uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct);
+
+// Applies a DNAT or REDIRECT target to a new flow's reply tuple (its source
+// becomes the new destination). `in_port` gives REDIRECT's address. False
+// when no port of the range is free (counted by the caller).
+bool choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, conntrack::Table& table,
+                 conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now);
+
+// Applies SNAT or MASQUERADE (the egress port's address towards
+// `next_hop`) to the reply tuple (its destination becomes the new source).
+bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, uint32_t next_hop,
+                 conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now);
+
+}  // namespace dpgate::dataplane

@@ -1,0 +1,944 @@
+// The forwarding pipeline. A burst's path, top to bottom:
+//   receive_and_parse -> track (conntrack bulk lookup, steering to the owner)
+//   -> prerouting (raw, mangle, nat: DNAT) -> route (bulk LPM)
+//   -> decide (INPUT or FORWARD filter, POSTROUTING nat: SNAT, confirm;
+//      local delivery, ICMP errors) -> route_originated -> output (neighbour, L2, TX)
+// Each stage runs over the whole burst. Without rules loaded, track and
+// prerouting are skipped and dpgate is a plain router. No locks, no
+// allocation, no syscalls: mbufs come from DPDK pools, everything else is
+// preallocated in the Worker; other workers are reached through SPSC rings.
+#include "dpgate/dataplane/worker.hpp"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "arp.hpp"
+#include "dpgate/conntrack/view.hpp"
+#include "dpgate/dataplane/nat.hpp"
+#include "dpgate/dataplane/published_rules.hpp"
+#include "dpgate/net/checksum.hpp"
+#include "dpgate/net/packet.hpp"
+#include "firewall.hpp"
+#include "icmp.hpp"
+
+namespace dpgate::dataplane {
+
+namespace {
+
+using net::DropReason;
+
+constexpr unsigned kPrefetchAhead = 3;
+constexpr uint64_t kIdlePollsBeforeSleep = 64;
+
+// Storage for one T per packet of a burst, not initialised: PacketMeta, CtView
+// and FiveTuple have default member initialisers, and constructing kMaxBurst
+// of each on every burst zeroed 14 KB - more work than routing the packets.
+// Each stage writes a packet's slot before any later stage reads it (parse
+// fills meta; track fills ct, and orig/reply of new flows).
+template <class T, size_t N>
+struct Slots {
+  static_assert(std::is_trivially_destructible_v<T> && std::is_trivially_copyable_v<T>);
+  union {
+    T at[N];
+  };
+  Slots() {}  // leaves `at` uninitialised
+  T& operator[](size_t i) { return at[i]; }
+  const T& operator[](size_t i) const { return at[i]; }
+};
+
+// Everything a burst carries between stages. On the worker's stack.
+struct Burst {
+  uint16_t in_port = 0;
+  bool from_peer = false;  // handed over by another worker: already steered
+  const route::Fib* fib = nullptr;
+  const PublishedRules* rules = nullptr;  // null: no rules, plain routing
+  uint64_t now = 0;
+
+  // Received IPv4 packets, in receive order. A stage that drops or hands
+  // over a packet sets its rx[] slot to nullptr; later stages skip it.
+  uint16_t n_rx = 0;
+  rte_mbuf* rx[kMaxBurst];
+  Slots<net::PacketMeta, kMaxBurst> meta;
+  uint32_t rx_dst[kMaxBurst];
+  uint32_t rx_next_hop[kMaxBurst];
+
+  // Connection tracking of each received packet (when rules are loaded).
+  conntrack::Entry* flow[kMaxBurst];
+  conntrack::Direction dir[kMaxBurst];
+  Slots<conntrack::CtView, kMaxBurst> ct;
+  bool is_new[kMaxBurst];     // will become a flow if the rules accept it
+  bool related[kMaxBurst];    // an ICMP error about `flow`
+  Slots<net::FiveTuple, kMaxBurst> orig;   // a new flow's tuple before NAT
+  Slots<net::FiveTuple, kMaxBurst> reply;  // a new flow's reply tuple as NAT chooses it
+  uint32_t mark[kMaxBurst];
+  uint32_t ct_mark[kMaxBurst];
+
+  // Packets the router originates in this burst (ICMP errors, echo replies).
+  uint16_t n_originated = 0;
+  rte_mbuf* originated[kMaxBurst];
+  uint32_t originated_dst[kMaxBurst];
+  uint32_t originated_next_hop[kMaxBurst];
+
+  // Ready for the neighbour lookup: egress port and the neighbour's address.
+  uint16_t n_out = 0;
+  rte_mbuf* out[2 * kMaxBurst];
+  uint16_t out_port[2 * kMaxBurst];
+  uint32_t out_neighbour[2 * kMaxBurst];
+};
+
+uint8_t* frame_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, uint8_t*); }
+
+void drop(Worker& w, rte_mbuf* m, DropReason reason) {
+  w.counters.drop(reason);
+  rte_pktmbuf_free(m);
+}
+
+// Forwarded packets leave untagged: the router's ports are plain L3 ports.
+void strip_vlan(rte_mbuf* m) {
+  uint8_t* f = frame_of(m);
+  std::memmove(f + net::kVlanTagLen, f, 12);
+  rte_pktmbuf_adj(m, net::kVlanTagLen);
+}
+
+void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m);
+
+void flush_port(Worker& w, uint16_t port) {
+  TxBuffer& buf = w.tx[port];
+  if (buf.count == 0) return;
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < buf.count; ++i) bytes += rte_pktmbuf_pkt_len(buf.pkts[i]);
+  const uint16_t sent = rte_eth_tx_burst(w.router->ports[port].port_id, w.queue, buf.pkts, buf.count);
+  for (uint16_t i = sent; i < buf.count; ++i) {
+    bytes -= rte_pktmbuf_pkt_len(buf.pkts[i]);
+    rte_pktmbuf_free(buf.pkts[i]);
+  }
+  if (sent < buf.count) w.counters.drop(DropReason::kTxFull, buf.count - sent);
+  w.counters.port[port].tx_packets.add(sent);
+  w.counters.port[port].tx_bytes.add(bytes);
+  buf.count = 0;
+}
+
+void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m) {
+  TxBuffer& buf = w.tx[port];
+  if (buf.count == TxBuffer::kSize) [[unlikely]] flush_port(w, port);
+  buf.pkts[buf.count++] = m;
+}
+
+void write_l2(rte_mbuf* m, const net::MacAddr& src, const net::MacAddr& dst) {
+  uint8_t* f = frame_of(m);
+  std::memcpy(f, dst.bytes.data(), 6);
+  std::memcpy(f + 6, src.bytes.data(), 6);
+}
+
+// ARP requests are rate-limited per (port, address) to one per arp_retry.
+void request_neighbour(Worker& w, uint16_t port, uint32_t ip, uint64_t now) {
+  const Router& r = *w.router;
+  ArpRequestSlot& slot = w.arp_requests[(ip * 2654435761u + port) >> 26];
+  if (slot.ip == ip && slot.port == port && now - slot.last_tsc < r.arp_retry_cycles) return;
+  slot = {ip, port, now};
+  const PortInfo& p = r.ports[port];
+  rte_mbuf* m = build_arp_request(r.pool, p.mac, p.source_for(ip), ip);
+  if (m == nullptr) {
+    w.counters.drop(DropReason::kNoMbuf);
+    return;
+  }
+  tx_enqueue(w, port, m);
+  w.counters.arp_requests_sent.add(1);
+}
+
+void learn_neighbour(Worker& w, uint16_t port, uint32_t ip, const net::MacAddr& mac) {
+  auto known = w.router->neighbours->lookup(port, ip);
+  if (known && known->mac == mac &&
+      (known->state == route::NeighbourState::kReachable || known->state == route::NeighbourState::kStatic)) {
+    return;
+  }
+  route::NeighbourLearn msg{ip, port, mac, 0};
+  if (rte_ring_mp_enqueue_elem(w.router->learn_ring, &msg, sizeof msg) != 0) {
+    w.counters.learn_ring_full.add(1);
+  }
+}
+
+bool take_icmp_token(Worker& w, uint64_t now) {
+  const Router& r = *w.router;
+  if (r.icmp_token_cycles == 0) return false;
+  w.icmp_credit = std::min(r.icmp_bucket_cycles, w.icmp_credit + (now - w.icmp_last_tsc));
+  w.icmp_last_tsc = now;
+  if (w.icmp_credit < r.icmp_token_cycles) return false;
+  w.icmp_credit -= r.icmp_token_cycles;
+  return true;
+}
+
+void originate(Burst& b, rte_mbuf* m, uint32_t dst) {
+  b.originated[b.n_originated] = m;
+  b.originated_dst[b.n_originated] = dst;
+  ++b.n_originated;
+}
+
+// What the sender of packet i sent, before this router's NAT: the flow's
+// tuple in the packet's direction (a new flow's tuple before NAT).
+bool pre_nat_tuple(const Burst& b, uint16_t i, net::FiveTuple& t) {
+  if (b.rules == nullptr) return false;
+  if (b.is_new[i]) {
+    t = b.orig[i];
+    return true;
+  }
+  if (b.flow[i] == nullptr || b.related[i]) return false;
+  t = b.flow[i]->tuple(b.dir[i]);
+  return true;
+}
+
+// An ICMP error or a reset the router sends about packet i shows what its
+// sender sent, as nf_nat translates the kernel's own replies: the quote of
+// an error, the source of a reset.
+void untranslate_reply(const Burst& b, uint16_t i, rte_mbuf* reply) {
+  net::FiveTuple pre;
+  if (!pre_nat_tuple(b, i, pre) || pre == b.meta[i].tuple) return;
+  net::PacketMeta rm;
+  uint8_t* f = frame_of(reply);
+  if (net::parse_frame(f, rte_pktmbuf_data_len(reply), rm) != DropReason::kNone) return;
+  uint8_t* ip = f + rm.l2_len;
+  const bool echo = pre.proto == net::kProtoIcmp;
+  const uint16_t dst_port = net::to_host(echo ? pre.src_port : pre.dst_port);
+  if (rm.tuple.proto == net::kProtoTcp) {
+    nat_rewrite(ip, rm, NatSide::kSource, net::to_host(pre.dst.v4()), dst_port);
+  } else {
+    nat_rewrite_icmp_quote(ip, rm, NatSide::kDestination, net::to_host(pre.dst.v4()), dst_port);
+    nat_rewrite_icmp_quote(ip, rm, NatSide::kSource, net::to_host(pre.src.v4()), net::to_host(pre.src_port));
+  }
+}
+
+void send_icmp_error(Worker& w, Burst& b, uint16_t i, uint8_t type, uint8_t code, uint16_t mtu = 0) {
+  const net::PacketMeta& meta = b.meta[i];
+  if (!may_send_icmp_error(meta)) return;
+  if (!take_icmp_token(w, b.now)) {
+    w.counters.icmp_rate_limited.add(1);
+    return;
+  }
+  const uint32_t to = net::to_host(meta.tuple.src.v4());
+  const uint32_t from = w.router->ports[b.in_port].source_for(to);
+  rte_mbuf* m = build_icmp_error(w.router->pool, frame_of(b.rx[i]) + meta.l2_len, from, type, code, mtu);
+  if (m == nullptr) {
+    w.counters.drop(DropReason::kNoMbuf);
+    return;
+  }
+  untranslate_reply(b, i, m);
+  w.counters.icmp_errors_sent.add(1);
+  originate(b, m, to);
+}
+
+void handle_arp(Worker& w, Burst& b, rte_mbuf* m, const net::PacketMeta& meta) {
+  ArpPacket arp;
+  uint8_t* f = frame_of(m);
+  if (!read_arp(f + meta.l2_len, arp)) return drop(w, m, DropReason::kMalformedArp);
+  const PortInfo& port = w.router->ports[b.in_port];
+  const bool for_us = port.owns(arp.target_ip);
+  // A neighbour is any address this port reaches directly: its connected
+  // networks and on-link routes (as Linux accepts a sender that routes via
+  // the receiving device without a gateway).
+  auto reached_on_link = [&](uint32_t ip) {
+    if (port.on_link(ip)) return true;
+    const uint32_t index = b.fib->lookup(ip);
+    if (index == route::Fib::kNoRoute) return false;
+    const route::NextHop& nh = b.fib->next_hop(index);
+    return nh.kind == route::NextHopKind::kForward && nh.port == b.in_port && nh.gateway == 0;
+  };
+  const bool learnable = arp.sender_ip != 0 && !port.owns(arp.sender_ip) && !arp.sender_mac.is_multicast() &&
+                         reached_on_link(arp.sender_ip);
+  // As Linux: learn the sender of anything addressed to us; otherwise only
+  // refresh an entry we already have (gratuitous ARP, a moved address).
+  if (learnable && (for_us || w.router->neighbours->lookup(b.in_port, arp.sender_ip))) {
+    learn_neighbour(w, b.in_port, arp.sender_ip, arp.sender_mac);
+  }
+  if (!for_us) return drop(w, m, DropReason::kNotForUs);
+  w.counters.local_delivered.add(1);
+  if (arp.op != kArpRequest) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  arp_request_to_reply(f, meta.l2_len, port.mac);
+  tx_enqueue(w, b.in_port, m);
+  w.counters.arp_replies_sent.add(1);
+}
+
+// Stage 1: count, parse, answer ARP, keep IPv4 packets addressed to our MAC.
+void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
+  const PortInfo& port = w.router->ports[b.in_port];
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(frame_of(pkts[i]));
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) rte_prefetch0(frame_of(pkts[i + kPrefetchAhead]));
+    rte_mbuf* m = pkts[i];
+    bytes += rte_pktmbuf_pkt_len(m);
+    net::PacketMeta& meta = b.meta[b.n_rx];
+    const uint8_t* f = frame_of(m);
+    const net::ParseOptions options{(m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD};
+    const DropReason reason = net::parse_frame(f, rte_pktmbuf_data_len(m), meta, options);
+    if (reason != DropReason::kNone) [[unlikely]] {
+      drop(w, m, reason);
+      continue;
+    }
+    if (meta.l3 == net::L3Kind::kArp) [[unlikely]] {
+      handle_arp(w, b, m, meta);
+      continue;
+    }
+    if (std::memcmp(f, port.mac.bytes.data(), 6) != 0) [[unlikely]] {
+      drop(w, m, DropReason::kNotForUs);
+      continue;
+    }
+    if (meta.l3 == net::L3Kind::kIpv6) [[unlikely]] {
+      drop(w, m, DropReason::kIpv6NotForwarded);
+      continue;
+    }
+    if (w.router->is_directed_broadcast(net::to_host(meta.tuple.src.v4()))) [[unlikely]] {
+      drop(w, m, DropReason::kMartianSource);
+      continue;
+    }
+    // Drop Ethernet padding: the datagram is what we forward.
+    const uint32_t frame_len = meta.l2_len + meta.ip_total_len;
+    if (rte_pktmbuf_pkt_len(m) > frame_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - frame_len));
+    b.rx[b.n_rx] = m;
+    b.rx_dst[b.n_rx] = net::to_host(meta.tuple.dst.v4());
+    ++b.n_rx;
+  }
+  if (b.from_peer) {
+    w.counters.taken_over.add(n);  // the receiving worker counted them on the port
+    return;
+  }
+  w.counters.port[b.in_port].rx_packets.add(n);
+  w.counters.port[b.in_port].rx_bytes.add(bytes);
+}
+
+// ---- connection tracking and rules ------------------------------------------
+
+conntrack::L4Info l4_info(const uint8_t* ip, const net::PacketMeta& meta) {
+  conntrack::L4Info l4;
+  l4.tcp_flags = meta.tcp_flags;
+  l4.icmp_type = meta.icmp_type;
+  l4.icmp_code = meta.icmp_code;
+  l4.ip_len = meta.ip_total_len;
+  if (meta.tuple.proto == net::kProtoTcp && meta.fragment != net::Fragment::kLater) {
+    const uint8_t* tcp = ip + meta.l3_len;
+    l4.tcp_seq = (uint32_t{tcp[4]} << 24) | (uint32_t{tcp[5]} << 16) | (uint32_t{tcp[6]} << 8) | tcp[7];
+    l4.tcp_ack = (uint32_t{tcp[8]} << 24) | (uint32_t{tcp[9]} << 16) | (uint32_t{tcp[10]} << 8) | tcp[11];
+    l4.l4_payload_len = static_cast<uint16_t>(meta.ip_total_len - meta.l3_len - (tcp[12] >> 4) * 4u);
+  }
+  return l4;
+}
+
+uint64_t tsc_to_ns(uint64_t tsc, uint64_t hz) { return tsc / hz * 1000000000ull + tsc % hz * 1000000000ull / hz; }
+
+// Replies to source-translated flows are steered by port: worker k of n owns
+// the NAT ports p with p % n == k (DESIGN §3 point 2). Other packets stay.
+uint16_t steer_owner(const Worker& w, const net::PacketMeta& meta) {
+  const Router& r = *w.router;
+  if (r.worker_count <= 1 || !r.is_local(net::to_host(meta.tuple.dst.v4()))) return w.queue;
+  if (meta.tuple.proto == net::kProtoTcp || meta.tuple.proto == net::kProtoUdp) {
+    return static_cast<uint16_t>(net::to_host(meta.tuple.dst_port) % r.worker_count);
+  }
+  if (meta.tuple.proto == net::kProtoIcmp && meta.icmp_type == kIcmpEchoReply) {
+    return static_cast<uint16_t>(net::to_host(meta.tuple.src_port) % r.worker_count);
+  }
+  return w.queue;
+}
+
+// The owner of the flow an ICMP error quotes, when its source was translated
+// to one of the router's addresses.
+uint16_t quote_owner(const Worker& w, const net::FiveTuple& quoted) {
+  const Router& r = *w.router;
+  if (r.worker_count <= 1 || !r.is_local(net::to_host(quoted.src.v4()))) return w.queue;
+  if (quoted.proto == net::kProtoTcp || quoted.proto == net::kProtoUdp || quoted.proto == net::kProtoIcmp) {
+    return static_cast<uint16_t>(net::to_host(quoted.src_port) % r.worker_count);
+  }
+  return w.queue;
+}
+
+void hand_over(Worker& w, Burst& b, uint16_t i, uint16_t owner) {
+  rte_mbuf* m = b.rx[i];
+  b.rx[i] = nullptr;
+  m->port = w.router->ports[b.in_port].port_id;  // the owner needs the ingress port
+  if (rte_ring_sp_enqueue(w.router->handover[w.queue][owner], m) != 0) return drop(w, m, DropReason::kHandoverFull);
+  w.counters.handed_over.add(1);
+}
+
+void send_to_peers(Worker& w, WorkerMessage msg) {
+  const Router& r = *w.router;
+  for (uint16_t peer = 0; peer < r.worker_count; ++peer) {
+    if (peer == w.queue) continue;
+    if (rte_ring_sp_enqueue_elem(r.messages[w.queue][peer], &msg, sizeof msg) == 0) w.counters.redirects_sent.add(1);
+  }
+}
+
+// Replies of a flow translated only in its destination cannot be steered by
+// hash or port: every other worker keeps a stub sending them here.
+bool needs_redirects(const conntrack::Entry& e) {
+  return (e.status & conntrack::status::kDstNat) != 0 && (e.status & conntrack::status::kSrcNat) == 0;
+}
+
+// Stage: look every packet's flow up in bulk, hand packets owned elsewhere to
+// their owner, track the rest (state machine, timeouts), and classify them
+// NEW / ESTABLISHED / RELATED / INVALID as netfilter's conntrack would.
+void track(Worker& w, Burst& b) {
+  conntrack::Table& table = *w.flows;
+  Slots<net::FiveTuple, kMaxBurst> keys;
+  for (uint16_t i = 0; i < b.n_rx; ++i) keys[i] = b.meta[i].tuple;
+  table.lookup_bulk(keys.at, b.n_rx, b.now, b.flow, b.dir);
+  for (uint16_t i = 0; i < b.n_rx; ++i) {
+    const net::PacketMeta& meta = b.meta[i];
+    const uint8_t* ip = frame_of(b.rx[i]) + meta.l2_len;
+    b.is_new[i] = b.related[i] = false;
+    b.mark[i] = 0;
+    b.ct_mark[i] = 0;
+    if (meta.fragment == net::Fragment::kLater) [[unlikely]] {
+      // dpgate does not reassemble: a later fragment has no ports to track by.
+      b.flow[i] = nullptr;
+      b.ct[i] = conntrack::ct_view_invalid();
+      w.counters.ct_invalid.add(1);
+      continue;
+    }
+    if (meta.tuple.proto == net::kProtoIcmp && is_icmp_error(meta.icmp_type)) [[unlikely]] {
+      net::FiveTuple quoted;
+      conntrack::Entry* e = icmp_quoted_tuple(ip, meta, quoted) ? table.find_related(quoted, b.now, &b.dir[i]) : nullptr;
+      b.flow[i] = e;
+      if (e != nullptr && e->is_redirect()) {
+        hand_over(w, b, i, e->owner);
+      } else if (e != nullptr) {
+        b.related[i] = true;
+        b.ct[i] = conntrack::ct_view_related(table, *e, b.dir[i], b.now);
+        b.ct_mark[i] = e->mark;
+      } else {
+        // The quoted packet left with a translated source: its flow is owned
+        // by the worker that port belongs to (DESIGN §3 point 2).
+        const uint16_t owner = quoted.proto != 0 && !b.from_peer ? quote_owner(w, quoted) : w.queue;
+        if (owner != w.queue) {
+          hand_over(w, b, i, owner);
+          continue;
+        }
+        b.ct[i] = conntrack::ct_view_invalid();
+        w.counters.ct_invalid.add(1);
+      }
+      continue;
+    }
+    conntrack::Entry* e = b.flow[i];
+    if (e != nullptr && e->is_redirect()) {
+      if (!b.from_peer) {
+        hand_over(w, b, i, e->owner);
+        continue;
+      }
+      e = b.flow[i] = nullptr;  // a stale stub: the owner sent it back, treat as new here
+    }
+    const conntrack::L4Info l4 = l4_info(ip, meta);
+    if (e != nullptr) {
+      const conntrack::TrackResult result = table.track(*e, b.dir[i], l4, b.now);
+      if (result != conntrack::TrackResult::kReopen) {
+        b.ct[i] = conntrack::ct_view(table, *e, b.dir[i], result, b.now);
+        b.ct_mark[i] = e->mark;
+        if (result == conntrack::TrackResult::kInvalid) w.counters.ct_invalid.add(1);
+        continue;
+      }
+      b.flow[i] = nullptr;  // a SYN reopened a closed flow: a new connection
+    }
+    if (!b.from_peer) {
+      const uint16_t owner = steer_owner(w, meta);
+      if (owner != w.queue) {
+        hand_over(w, b, i, owner);
+        continue;
+      }
+    }
+    if (conntrack::may_start_flow(meta.tuple, l4, table.timeouts())) {
+      b.is_new[i] = true;
+      b.orig[i] = meta.tuple;
+      b.reply[i] = conntrack::invert(meta.tuple);
+      b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
+    } else {
+      b.ct[i] = conntrack::ct_view_invalid();
+      w.counters.ct_invalid.add(1);
+    }
+  }
+}
+
+// Runs one hook's tables for packet i; counts the rules it matched and keeps
+// the marks it set. Returns the result for the caller to act on.
+rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
+  rules::Packet p;
+  const net::PacketMeta& meta = b.meta[i];
+  conntrack::CtView& ct = b.ct[i];
+  ct.mark = b.ct_mark[i];
+  fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
+  rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);
+  b.rules->count(w.queue, res, meta.ip_total_len);
+  b.mark[i] = res.mark;
+  b.ct_mark[i] = res.ct_mark;
+  if (b.flow[i] != nullptr) b.flow[i]->mark = res.ct_mark;
+  if (res.notrack) {
+    b.is_new[i] = false;
+    b.ct[i] = conntrack::ct_view_untracked();
+  }
+  return res;
+}
+
+// A DROP or REJECT verdict: REJECT answers with a TCP reset or an ICMP
+// unreachable of the requested kind (rate-limited like every ICMP error).
+void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
+  rte_mbuf* m = b.rx[i];
+  b.rx[i] = nullptr;
+  if (res.action == rules::Action::kDrop) return drop(w, m, DropReason::kRuleDrop);
+  const net::PacketMeta& meta = b.meta[i];
+  const uint8_t* ip = frame_of(m) + meta.l2_len;
+  if (res.reject == rules::RejectWith::kTcpReset) {
+    if (rte_mbuf* rst = build_tcp_reset(w.router->pool, ip, meta)) {
+      untranslate_reply(b, i, rst);
+      w.counters.icmp_errors_sent.add(1);
+      originate(b, rst, net::to_host(meta.tuple.src.v4()));
+    }
+  } else {
+    static constexpr uint8_t kCodes[] = {0, 1, 3, 2, 9, 10, 3, 13};  // RejectWith order -> ICMP code
+    b.rx[i] = m;  // send_icmp_error quotes b.rx[i]
+    send_icmp_error(w, b, i, kIcmpUnreachable, kCodes[static_cast<size_t>(res.reject)]);
+    b.rx[i] = nullptr;
+  }
+  drop(w, m, DropReason::kRuleReject);
+}
+
+// Rewrites packet i's destination (PREROUTING's half of NAT) or source
+// (POSTROUTING's half) to `want`, when it differs.
+void translate(Burst& b, uint16_t i, NatSide side, const net::FiveTuple& want) {
+  net::PacketMeta& meta = b.meta[i];
+  const bool icmp = meta.tuple.proto == net::kProtoIcmp;
+  const net::IpAddr& addr = side == NatSide::kDestination ? want.dst : want.src;
+  const net::be16 port = icmp ? want.src_port : (side == NatSide::kDestination ? want.dst_port : want.src_port);
+  net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
+  net::be16& have_port = icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
+  if (have_addr == addr && have_port == port) return;
+  nat_rewrite(frame_of(b.rx[i]) + meta.l2_len, meta, side, net::to_host(addr.v4()), net::to_host(port));
+  have_addr = addr;
+  have_port = port;
+  if (side == NatSide::kDestination) b.rx_dst[i] = net::to_host(addr.v4());
+}
+
+// An ICMP error about a translated flow: the outer addresses become what the
+// error's direction looks like after NAT, and the quoted packet what its
+// sender sent before NAT (nf_nat_icmp_reply_translation).
+void translate_related(Burst& b, uint16_t i) {
+  const conntrack::Entry& e = *b.flow[i];
+  if ((e.status & (conntrack::status::kSrcNat | conntrack::status::kDstNat)) == 0) return;
+  net::PacketMeta& meta = b.meta[i];
+  uint8_t* ip = frame_of(b.rx[i]) + meta.l2_len;
+  const net::FiveTuple outer = conntrack::translated(e, b.dir[i]);
+  const net::FiveTuple quote = e.tuple(conntrack::opposite(b.dir[i]));
+  const bool quote_icmp = quote.proto == net::kProtoIcmp;
+  nat_rewrite_icmp_quote(ip, meta, NatSide::kSource, net::to_host(quote.src.v4()), net::to_host(quote.src_port));
+  nat_rewrite_icmp_quote(ip, meta, NatSide::kDestination, net::to_host(quote.dst.v4()),
+                         net::to_host(quote_icmp ? quote.src_port : quote.dst_port));
+  // The outer ICMP header has no ports: only addresses change.
+  nat_rewrite(ip, meta, NatSide::kSource, net::to_host(outer.src.v4()), 0);
+  nat_rewrite(ip, meta, NatSide::kDestination, net::to_host(outer.dst.v4()), 0);
+  meta.tuple.src = outer.src;
+  meta.tuple.dst = outer.dst;
+  b.rx_dst[i] = net::to_host(outer.dst.v4());
+}
+
+// Stage: PREROUTING (raw, mangle, nat). A new flow's DNAT is chosen here; every
+// packet of a translated flow gets its destination half rewritten.
+void prerouting(Worker& w, Burst& b) {
+  for (uint16_t i = 0; i < b.n_rx; ++i) {
+    if (b.rx[i] == nullptr) continue;
+    const rules::HookResult res = run_hook(w, b, i, rules::Hook::kPrerouting, kNoPort);
+    if (res.action != rules::Action::kAccept) [[unlikely]] {
+      refuse(w, b, i, res);
+      continue;
+    }
+    if (b.is_new[i]) {
+      if (res.has_dnat) {
+        if (!choose_dnat(res.dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now)) {
+          drop(w, b.rx[i], DropReason::kNatNoPort);
+          b.rx[i] = nullptr;
+          continue;
+        }
+        b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
+        translate(b, i, NatSide::kDestination, conntrack::invert(b.reply[i]));
+      }
+    } else if (b.related[i]) {
+      translate_related(b, i);
+    } else if (b.flow[i] != nullptr) {
+      translate(b, i, NatSide::kDestination, conntrack::translated(*b.flow[i], b.dir[i]));
+    }
+  }
+}
+
+// POSTROUTING (mangle, nat) for a forwarded packet, then the confirmation of
+// a new flow: SNAT/MASQUERADE chosen, the entry inserted, the source half of
+// the translation applied. False when the packet was dropped.
+bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
+  const rules::HookResult res = run_hook(w, b, i, rules::Hook::kPostrouting, nh.port);
+  if (res.action != rules::Action::kAccept) [[unlikely]] {
+    refuse(w, b, i, res);
+    return false;
+  }
+  if (b.related[i]) return true;
+  if (b.is_new[i]) {
+    if (res.has_snat) {
+      const uint32_t next_hop = nh.gateway != 0 ? nh.gateway : b.rx_dst[i];
+      if (!choose_snat(res.snat, *w.router, nh.port, next_hop, *w.flows, *w.nat_ports, b.reply[i], b.now)) {
+        drop(w, b.rx[i], DropReason::kNatNoPort);
+        b.rx[i] = nullptr;
+        return false;
+      }
+    }
+    conntrack::InsertStatus status;
+    const uint8_t* ip = frame_of(b.rx[i]) + b.meta[i].l2_len;
+    conntrack::Entry* e = w.flows->insert(b.orig[i], b.reply[i], l4_info(ip, b.meta[i]), b.now, &status);
+    if (e == nullptr) {
+      drop(w, b.rx[i], status == conntrack::InsertStatus::kFull ? DropReason::kConntrackFull : DropReason::kConntrackClash);
+      b.rx[i] = nullptr;
+      return false;
+    }
+    e->mark = b.ct_mark[i];
+    b.flow[i] = e;
+    b.dir[i] = conntrack::Direction::kOriginal;
+    if (w.router->worker_count > 1 && needs_redirects(*e)) {
+      WorkerMessage msg;
+      msg.type = WorkerMessage::Type::kAddRedirect;
+      msg.owner = static_cast<uint8_t>(w.queue);
+      msg.status = e->status;
+      msg.timeout_s = w.flows->timeouts().tcp_established;
+      msg.tuple = e->reply();
+      send_to_peers(w, msg);
+    }
+  }
+  if (b.flow[i] != nullptr) translate(b, i, NatSide::kSource, conntrack::translated(*b.flow[i], b.dir[i]));
+  return true;
+}
+
+// Messages from other workers: redirect stubs to add or remove.
+void drain_messages(Worker& w, uint64_t now) {
+  const Router& r = *w.router;
+  WorkerMessage msgs[32];
+  for (uint16_t peer = 0; peer < r.worker_count; ++peer) {
+    if (peer == w.queue) continue;
+    const unsigned n = rte_ring_sc_dequeue_burst_elem(r.messages[peer][w.queue], msgs, sizeof msgs[0], 32, nullptr);
+    for (unsigned k = 0; k < n; ++k) {
+      const WorkerMessage& msg = msgs[k];
+      if (msg.type == WorkerMessage::Type::kAddRedirect) {
+        w.flows->insert_redirect(msg.tuple, msg.owner, msg.status, now, msg.timeout_s);
+        continue;
+      }
+      conntrack::Direction dir;
+      conntrack::Entry* e = w.flows->lookup(msg.tuple, now, &dir);
+      if (e != nullptr && e->is_redirect() && e->owner == msg.owner) w.flows->remove(*e);
+    }
+  }
+}
+
+// Stage 2: one bulk LPM lookup for the burst.
+void lookup_routes(const route::Fib& fib, const uint32_t* dst, uint32_t* next_hop, uint16_t n) {
+  if (n != 0) fib.lookup_bulk(dst, next_hop, n);
+}
+
+void deliver_local(Worker& w, Burst& b, uint16_t i) {
+  rte_mbuf* m = b.rx[i];
+  const net::PacketMeta& meta = b.meta[i];
+  const bool echo = meta.tuple.proto == net::kProtoIcmp && meta.icmp_type == kIcmpEchoRequest &&
+                    meta.fragment == net::Fragment::kNone;
+  if (!echo || !echo_request_to_reply(frame_of(m) + meta.l2_len, meta.ip_total_len)) {
+    return drop(w, m, DropReason::kLocalUnsupported);
+  }
+  if (meta.has_vlan) strip_vlan(m);
+  w.counters.local_delivered.add(1);
+  originate(b, m, net::to_host(meta.tuple.src.v4()));
+}
+
+void emit(Burst& b, rte_mbuf* m, const route::NextHop& nh, uint32_t dst) {
+  b.out[b.n_out] = m;
+  b.out_port[b.n_out] = nh.port;
+  b.out_neighbour[b.n_out] = nh.gateway != 0 ? nh.gateway : dst;
+  ++b.n_out;
+}
+
+// Stage 3: forward, deliver locally, or answer with an ICMP error.
+void decide(Worker& w, Burst& b) {
+  const Router& r = *w.router;
+  uint64_t forwarded = 0;
+  for (uint16_t i = 0; i < b.n_rx; ++i) {
+    rte_mbuf* m = b.rx[i];
+    if (m == nullptr) continue;  // dropped or handed over by an earlier stage
+    const net::PacketMeta& meta = b.meta[i];
+    if (b.rx_next_hop[i] == route::Fib::kNoRoute) [[unlikely]] {
+      send_icmp_error(w, b, i, kIcmpUnreachable, kIcmpCodeNetUnreachable);
+      drop(w, m, DropReason::kNoRoute);
+      continue;
+    }
+    const route::NextHop& nh = b.fib->next_hop(b.rx_next_hop[i]);
+    if (nh.kind == route::NextHopKind::kLocal) [[unlikely]] {
+      if (b.rules != nullptr) {
+        const rules::HookResult res = run_hook(w, b, i, rules::Hook::kInput, kNoPort);
+        if (res.action != rules::Action::kAccept) {
+          refuse(w, b, i, res);
+          continue;
+        }
+      }
+      deliver_local(w, b, i);
+      continue;
+    }
+    if (nh.kind == route::NextHopKind::kDirectedBroadcast) [[unlikely]] {
+      drop(w, m, DropReason::kMartianDestination);
+      continue;
+    }
+    if (meta.ttl <= 1) [[unlikely]] {
+      send_icmp_error(w, b, i, kIcmpTimeExceeded, kIcmpCodeTtlInTransit);
+      drop(w, m, DropReason::kTtlExceeded);
+      continue;
+    }
+    uint8_t* ip = frame_of(m) + meta.l2_len;
+    const uint16_t mtu = r.ports[nh.port].mtu;
+    if (meta.ip_total_len > mtu) [[unlikely]] {
+      // dpgate does not fragment: DF or not, the sender learns the MTU.
+      send_icmp_error(w, b, i, kIcmpUnreachable, kIcmpCodeFragNeeded, mtu);
+      drop(w, m, DropReason::kFragmentationNeeded);
+      continue;
+    }
+    if (b.rules != nullptr) {
+      const rules::HookResult res = run_hook(w, b, i, rules::Hook::kForward, nh.port);
+      if (res.action != rules::Action::kAccept) [[unlikely]] {
+        refuse(w, b, i, res);
+        continue;
+      }
+      if (!postrouting(w, b, i, nh)) continue;
+    }
+    net::ipv4_decrement_ttl(ip);
+    if (meta.has_vlan) strip_vlan(m);
+    emit(b, m, nh, b.rx_dst[i]);
+    ++forwarded;
+  }
+  w.counters.forwarded.add(forwarded);
+}
+
+// Stage 4: route what the router itself sends (replies go back to the sender).
+void route_originated(Worker& w, Burst& b) {
+  lookup_routes(*b.fib, b.originated_dst, b.originated_next_hop, b.n_originated);
+  for (uint16_t i = 0; i < b.n_originated; ++i) {
+    const uint32_t index = b.originated_next_hop[i];
+    if (index == route::Fib::kNoRoute || b.fib->next_hop(index).kind != route::NextHopKind::kForward) {
+      drop(w, b.originated[i], DropReason::kNoRoute);
+      continue;
+    }
+    emit(b, b.originated[i], b.fib->next_hop(index), b.originated_dst[i]);
+  }
+}
+
+void wait_for_neighbour(Worker& w, rte_mbuf* m, uint16_t port, uint32_t neighbour, uint64_t now) {
+  if (w.pending.size() >= w.router->arp_queue) return drop(w, m, DropReason::kNeighbourQueueFull);
+  w.pending.push_back({m, neighbour, port, now + w.router->arp_resolve_timeout_cycles});
+  request_neighbour(w, port, neighbour, now);
+}
+
+// Stage 5: neighbour lookup, L2 rewrite, buffered TX. A burst's packets
+// mostly share a next hop (the gateway): one lookup serves each run of them.
+void output(Worker& w, Burst& b) {
+  const Router& r = *w.router;
+  uint16_t looked_up_port = kNoPort;
+  uint32_t looked_up_ip = 0;
+  std::optional<route::Neighbour> neighbour;
+  for (uint16_t i = 0; i < b.n_out; ++i) {
+    const uint16_t port = b.out_port[i];
+    if (port != looked_up_port || b.out_neighbour[i] != looked_up_ip) {
+      neighbour = r.neighbours->lookup(port, b.out_neighbour[i]);
+      looked_up_port = port;
+      looked_up_ip = b.out_neighbour[i];
+    }
+    if (!neighbour) [[unlikely]] {
+      wait_for_neighbour(w, b.out[i], port, b.out_neighbour[i], b.now);
+      continue;
+    }
+    if (neighbour->state == route::NeighbourState::kStale) [[unlikely]] {
+      request_neighbour(w, port, b.out_neighbour[i], b.now);
+    }
+    write_l2(b.out[i], r.ports[port].mac, neighbour->mac);
+    tx_enqueue(w, port, b.out[i]);
+  }
+}
+
+// Packets waiting for ARP: send the resolved, drop the expired, re-ask the rest.
+void service_pending(Worker& w, uint64_t now) {
+  const Router& r = *w.router;
+  size_t kept = 0;
+  for (PendingPacket& p : w.pending) {
+    auto neighbour = r.neighbours->lookup(p.port, p.next_hop);
+    if (neighbour) {
+      write_l2(p.mbuf, r.ports[p.port].mac, neighbour->mac);
+      tx_enqueue(w, p.port, p.mbuf);
+    } else if (now >= p.deadline) {
+      drop(w, p.mbuf, DropReason::kNeighbourUnresolved);
+    } else {
+      request_neighbour(w, p.port, p.next_hop, now);
+      w.pending[kept++] = p;
+    }
+  }
+  w.pending.resize(kept);
+}
+
+
+void process(Worker& w, uint16_t in_port, rte_mbuf** pkts, uint16_t n, bool from_peer) {
+  Burst b;
+  b.in_port = in_port;
+  b.from_peer = from_peer;
+  b.fib = w.router->fib.load(std::memory_order_acquire);
+  b.rules = w.router->rules.load(std::memory_order_acquire);
+  b.now = rte_rdtsc();
+  if (b.rules != nullptr) {
+    w.flows->begin_burst();
+    w.match_state->begin(b.rules, tsc_to_ns(b.now, w.router->tsc_hz));
+  }
+
+  receive_and_parse(w, b, pkts, n);
+  if (b.rules != nullptr) {
+    track(w, b);
+    prerouting(w, b);
+  }
+  lookup_routes(*b.fib, b.rx_dst, b.rx_next_hop, b.n_rx);
+  decide(w, b);
+  route_originated(w, b);
+  output(w, b);
+}
+
+// Answers the control thread's question about this worker's flows.
+void serve_flow_request(Worker& w) {
+  FlowRequest& req = w.flow_request;
+  const uint64_t now = rte_rdtsc();
+  conntrack::WalkProgress progress;
+  switch (req.op) {
+    case FlowRequest::Op::kList:
+      req.flows.clear();
+      progress = w.flows->for_each(req.cursor, FlowRequest::kFlowPage, now, [&](const conntrack::Entry& e) {
+        if (req.filter.matches(e)) req.flows.push_back(w.flows->info(e, now));
+      });
+      progress.matched = static_cast<uint32_t>(req.flows.size());
+      break;
+    case FlowRequest::Op::kDelete:
+      progress = w.flows->delete_matching(req.filter, req.cursor, FlowRequest::kFlowPage, now);
+      break;
+    case FlowRequest::Op::kFlush:
+      progress.matched = w.flows->size();
+      w.flows->flush();
+      progress.done = true;
+      break;
+  }
+  req.next_cursor = progress.next_cursor;
+  req.done = progress.done;
+  req.matched = progress.matched;
+  req.state.store(2, std::memory_order_release);
+}
+
+// Packets other workers handed over, grouped by ingress port.
+void take_over(Worker& w) {
+  const Router& r = *w.router;
+  rte_mbuf* pkts[kMaxBurst];
+  for (uint16_t peer = 0; peer < r.worker_count; ++peer) {
+    if (peer == w.queue) continue;
+    const unsigned n = rte_ring_sc_dequeue_burst(r.handover[peer][w.queue], reinterpret_cast<void**>(pkts), r.burst, nullptr);
+    unsigned start = 0;
+    while (start < n) {
+      unsigned end = start + 1;
+      while (end < n && pkts[end]->port == pkts[start]->port) ++end;
+      uint16_t port = 0;
+      while (port < r.port_count && r.ports[port].port_id != pkts[start]->port) ++port;
+      if (port == r.port_count) {  // cannot happen: only our ports hand over
+        for (unsigned k = start; k < end; ++k) drop(w, pkts[k], DropReason::kNotForUs);
+      } else {
+        process(w, port, pkts + start, static_cast<uint16_t>(end - start), true);
+      }
+      start = end;
+    }
+  }
+}
+
+}  // namespace
+
+Worker::Worker(Router& r, uint16_t queue_index, unsigned lcore, const conntrack::TableConfig& flow_config)
+    : queue(queue_index), lcore_id(lcore), router(&r) {
+  pending.reserve(r.arp_queue);
+  icmp_credit = r.icmp_bucket_cycles;
+  icmp_last_tsc = rte_rdtsc();
+  conntrack::TableConfig config = flow_config;
+  config.owner = static_cast<uint8_t>(queue_index);
+  flows = std::make_unique<conntrack::Table>(config);
+  nat_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{queue_index, r.worker_count},
+                                                         rte_rdtsc() + queue_index);
+  dnat_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{0, 1}, rte_rdtsc() * 31 + queue_index);
+  match_state = std::make_unique<WorkerMatchState>(r.recent, rte_rdtsc() * 2654435761u + queue_index);
+  flow_request.flows.reserve(FlowRequest::kFlowPage);
+}
+
+void worker_process_burst(Worker& w, uint16_t in_port, rte_mbuf** pkts, uint16_t n) {
+  process(w, in_port, pkts, n, false);
+}
+
+void worker_flush(Worker& w) {
+  for (uint16_t port = 0; port < w.router->port_count; ++port) flush_port(w, port);
+}
+
+uint32_t worker_poll(Worker& w) {
+  const Router& r = *w.router;
+  rte_mbuf* pkts[kMaxBurst];
+  uint32_t received = 0;
+  const bool stateful = r.rules.load(std::memory_order_relaxed) != nullptr;
+  if (stateful && r.worker_count > 1) drain_messages(w, rte_rdtsc());
+  for (uint16_t port = 0; port < r.port_count; ++port) {
+    const uint16_t n = rte_eth_rx_burst(r.ports[port].port_id, w.queue, pkts, r.burst);
+    if (n == 0) continue;
+    received += n;
+    worker_process_burst(w, port, pkts, n);
+  }
+  if (stateful && r.worker_count > 1) take_over(w);
+  if (w.flow_request.state.load(std::memory_order_acquire) == 1) [[unlikely]] serve_flow_request(w);
+  if (!w.pending.empty()) [[unlikely]] service_pending(w, rte_rdtsc());
+  worker_flush(w);
+  if (stateful) {
+    // Bounded expiry work per poll; flows with redirect stubs elsewhere take them along.
+    w.flows->expire(rte_rdtsc(), 64, [&w](const conntrack::Entry& e) {
+      if (e.kind != conntrack::EntryKind::kFlow || !needs_redirects(e) || w.router->worker_count <= 1) return;
+      WorkerMessage msg;
+      msg.type = WorkerMessage::Type::kRemoveRedirect;
+      msg.owner = static_cast<uint8_t>(w.queue);
+      msg.tuple = e.reply();
+      send_to_peers(w, msg);
+    });
+  }
+  // Nothing read from published tables is held past this point.
+  if (r.qsbr != nullptr) rte_rcu_qsbr_quiescent(r.qsbr, w.queue);
+  return received;
+}
+
+void worker_drain(Worker& w) {
+  for (PendingPacket& p : w.pending) rte_pktmbuf_free(p.mbuf);
+  w.pending.clear();
+  for (uint16_t port = 0; port < w.router->port_count; ++port) {
+    for (uint16_t i = 0; i < w.tx[port].count; ++i) rte_pktmbuf_free(w.tx[port].pkts[i]);
+    w.tx[port].count = 0;
+  }
+}
+
+int worker_main(void* arg) {
+  Worker& w = *static_cast<Worker*>(arg);
+  const Router& r = *w.router;
+  while (!r.stop.load(std::memory_order_relaxed)) {
+    if (worker_poll(w) != 0) {
+      w.idle_polls = 0;
+    } else if (r.idle_sleep_us != 0 && ++w.idle_polls > kIdlePollsBeforeSleep) {
+      // Only when idle: a shared test machine needs its cores back.
+      rte_delay_us_sleep(r.idle_sleep_us);
+    }
+  }
+  worker_flush(w);
+  return 0;
+}
+
+}  // namespace dpgate::dataplane
