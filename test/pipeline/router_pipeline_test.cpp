@@ -1,0 +1,662 @@
+// The whole worker pipeline in one process: frames built by the test enter
+// through net_ring ports, run through the real Runtime and worker_poll(), and
+// the bytes that come out are checked, with the counters.
+#include <catch2/catch.hpp>
+
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dpgate/control/runtime.hpp"
+#include "dpgate/dataplane/nat.hpp"
+#include "dpgate/net/builder.hpp"
+#include "dpgate/net/checksum.hpp"
+#include "dpgate/net/packet.hpp"
+
+using namespace dpgate;
+using net::MacAddr;
+using net::PacketBuilder;
+using Frame = std::vector<uint8_t>;
+
+namespace {
+
+const MacAddr kClientMac{{0x02, 0xcc, 0, 0, 0, 0x02}};
+const MacAddr kServerMac{{0x02, 0x55, 0, 0, 0, 0x02}};
+const MacAddr kBroadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+constexpr uint16_t kLan = 0, kWan = 1;
+
+uint32_t addr(const char* s) { return *net::parse_ipv4(s); }
+
+// Two net_ring ports, "lan" 198.18.1.1/24 and "wan" 198.18.2.1/24, with
+// `queues` RX/TX ring pairs each, and a Runtime over them.
+class RingRouter {
+ public:
+  explicit RingRouter(const std::string& extra_config = "", uint16_t queues = 1) {
+    static int serial = 0;
+    const std::string id = std::to_string(serial++);
+    for (uint16_t p = 0; p < 2; ++p) {
+      names_[p] = "t" + id + (p == kLan ? "lan" : "wan");
+      for (uint16_t q = 0; q < queues; ++q) {
+        rx_[p].push_back(rte_ring_create((names_[p] + "rx" + std::to_string(q)).c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ));
+        tx_[p].push_back(rte_ring_create((names_[p] + "tx" + std::to_string(q)).c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ));
+      }
+      // The ethdev is named "net_ring_" + name.
+      REQUIRE(rte_eth_from_rings(names_[p].c_str(), rx_[p].data(), queues, tx_[p].data(), queues, 0) >= 0);
+    }
+    const std::string text = "workers = " + std::to_string(queues) +
+        ";\nrx_descriptors = 64;\ntx_descriptors = 64;\nmbuf_pool_size = 2047;\nmbuf_cache_size = 0;\nports = (\n"
+        "  { name = \"lan\"; device = \"net_ring_" + names_[kLan] + "\"; addresses = [ \"198.18.1.1/24\" ]; },\n"
+        "  { name = \"wan\"; device = \"net_ring_" + names_[kWan] + "\"; addresses = [ \"198.18.2.1/24\" ]; mtu = 1400; }\n);\n"
+        "routes = ( { prefix = \"198.19.0.0/16\"; gateway = \"198.18.2.2\"; port = \"wan\"; } );\n" + extra_config;
+    auto cfg = control::load_config_text(text, "pipeline.conf");
+    if (auto* e = std::get_if<control::ConfigError>(&cfg)) FAIL(e->to_string());
+    auto rt = control::Runtime::create(std::get<control::Config>(cfg));
+    if (auto* e = std::get_if<std::string>(&rt)) FAIL(*e);
+    runtime_ = std::move(std::get<std::unique_ptr<control::Runtime>>(rt));
+  }
+
+  ~RingRouter() {
+    runtime_.reset();
+    for (uint16_t p = 0; p < 2; ++p) {
+      for (auto* ring : rx_[p]) rte_ring_free(ring);
+      for (auto* ring : tx_[p]) rte_ring_free(ring);
+    }
+  }
+
+  MacAddr mac(uint16_t port) { return runtime_->router().ports[port].mac; }
+  dataplane::Worker& worker(uint16_t q = 0) { return *runtime_->workers()[q]; }
+  control::Runtime& runtime() { return *runtime_; }
+
+  // Puts a frame on port's RX queue, then runs one poll of that queue's worker
+  // and one control-thread service round.
+  void receive(uint16_t port, const Frame& f, uint16_t queue = 0) {
+    rte_mbuf* m = rte_pktmbuf_alloc(runtime_->router().pool);
+    REQUIRE(m != nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+    REQUIRE(rte_ring_enqueue(rx_[port][queue], m) == 0);
+    poll(queue);
+  }
+
+  void poll(uint16_t queue = 0) {
+    dataplane::worker_poll(worker(queue));
+    runtime_->service(rte_get_tsc_cycles());
+  }
+
+  // Everything transmitted on port's TX queue since the last call.
+  std::vector<Frame> sent(uint16_t port, uint16_t queue = 0) {
+    std::vector<Frame> out;
+    void* obj;
+    while (rte_ring_dequeue(tx_[port][queue], &obj) == 0) {
+      auto* m = static_cast<rte_mbuf*>(obj);
+      const auto* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      out.emplace_back(d, d + rte_pktmbuf_data_len(m));
+      rte_pktmbuf_free(m);
+    }
+    return out;
+  }
+
+  uint64_t drops(net::DropReason r, uint16_t queue = 0) {
+    return worker(queue).counters.drops[static_cast<size_t>(r)].get();
+  }
+
+ private:
+  std::string names_[2];
+  std::vector<rte_ring*> rx_[2], tx_[2];
+  std::unique_ptr<control::Runtime> runtime_;
+};
+
+const char* kStaticNeighbours = R"(neighbours = (
+  { address = "198.18.2.2"; mac = "02:55:00:00:00:02"; port = "wan"; },
+  { address = "198.18.1.2"; mac = "02:cc:00:00:00:02"; port = "lan"; } );
+)";
+
+MacAddr dst_mac(const Frame& f) { MacAddr m; std::memcpy(m.bytes.data(), f.data(), 6); return m; }
+MacAddr src_mac(const Frame& f) { MacAddr m; std::memcpy(m.bytes.data(), f.data() + 6, 6); return m; }
+
+net::PacketMeta parsed(const Frame& f) {
+  net::PacketMeta m;
+  REQUIRE(net::parse_frame(f.data(), static_cast<uint32_t>(f.size()), m) == net::DropReason::kNone);
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("a routed packet leaves the right port with new MACs, TTL-1 and a valid checksum") {
+  RingRouter r(kStaticNeighbours);
+  const Frame in = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").ttl(64)
+                       .tcp(40000, 80, 0x02).payload("GET / HTTP/1.1\r\n").build();
+  r.receive(kLan, in);
+  auto out = r.sent(kWan);
+  INFO(r.runtime().stats_text());
+  REQUIRE(out.size() == 1);
+  const Frame& f = out[0];
+  CHECK(dst_mac(f) == kServerMac);
+  CHECK(src_mac(f) == r.mac(kWan));
+  REQUIRE(f.size() == in.size());
+  CHECK(f[14 + 8] == 63);
+  CHECK(net::checksum(f.data() + 14, 20) == 0);
+  // Everything but MACs, TTL and the header checksum is untouched.
+  CHECK(std::equal(f.begin() + 12, f.begin() + 14 + 8, in.begin() + 12));
+  CHECK(std::equal(f.begin() + 14 + 12, f.end(), in.begin() + 14 + 12));
+  CHECK(r.sent(kLan).empty());
+  CHECK(r.worker().counters.forwarded.get() == 1);
+  CHECK(r.worker().counters.port[kLan].rx_packets.get() == 1);
+  CHECK(r.worker().counters.port[kWan].tx_packets.get() == 1);
+  CHECK(r.worker().counters.port[kWan].tx_bytes.get() == in.size());
+}
+
+TEST_CASE("a connected destination is its own next hop") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kWan, PacketBuilder().eth(kServerMac, r.mac(kWan)).ipv4("198.18.2.2", "198.18.1.2").udp(53, 3333).build());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  CHECK(dst_mac(out[0]) == kClientMac);
+}
+
+TEST_CASE("TTL 1 is answered with ICMP Time Exceeded quoting the packet") {
+  RingRouter r(kStaticNeighbours);
+  const Frame in = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").ttl(1)
+                       .udp(33434, 33435).payload("traceroute").build();
+  r.receive(kLan, in);
+  CHECK(r.sent(kWan).empty());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const Frame& f = out[0];
+  const auto m = parsed(f);
+  CHECK(dst_mac(f) == kClientMac);
+  CHECK(src_mac(f) == r.mac(kLan));
+  CHECK(m.tuple.proto == net::kProtoIcmp);
+  CHECK(m.icmp_type == 11);
+  CHECK(m.icmp_code == 0);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.1.1"));
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
+  CHECK(net::checksum(f.data() + 14 + 20, f.size() - 14 - 20) == 0);
+  // The quote is the original datagram, whole (it is under 576 bytes).
+  CHECK(std::equal(f.begin() + 14 + 28, f.end(), in.begin() + 14));
+  CHECK(r.drops(net::DropReason::kTtlExceeded) == 1);
+  CHECK(r.worker().counters.icmp_errors_sent.get() == 1);
+}
+
+TEST_CASE("no route is answered with ICMP Destination Unreachable (net)") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.20.0.1").tcp(1, 2).build());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const auto m = parsed(out[0]);
+  CHECK(m.icmp_type == 3);
+  CHECK(m.icmp_code == 0);
+  CHECK(r.drops(net::DropReason::kNoRoute) == 1);
+}
+
+TEST_CASE("a packet over the egress MTU gets Fragmentation Needed with the MTU") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").dont_fragment()
+                      .udp(1, 2).payload(std::vector<uint8_t>(1450, 7)).build());
+  CHECK(r.sent(kWan).empty());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const auto m = parsed(out[0]);
+  CHECK(m.icmp_type == 3);
+  CHECK(m.icmp_code == 4);
+  CHECK(((out[0][14 + 20 + 6] << 8) | out[0][14 + 20 + 7]) == 1400);
+  CHECK(out[0].size() == 14 + 576);  // quote capped at 576 bytes of IP datagram
+  CHECK(r.drops(net::DropReason::kFragmentationNeeded) == 1);
+}
+
+TEST_CASE("ICMP errors are rate-limited by a per-worker token bucket") {
+  RingRouter r(std::string(kStaticNeighbours) + "icmp = { rate = 1; burst = 2; };\n");
+  for (int i = 0; i < 5; ++i) {
+    r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").ttl(1).udp(1, 2).build());
+  }
+  CHECK(r.sent(kLan).size() == 2);
+  CHECK(r.worker().counters.icmp_rate_limited.get() == 3);
+  CHECK(r.drops(net::DropReason::kTtlExceeded) == 5);
+}
+
+TEST_CASE("no ICMP error is sent about an ICMP error") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").ttl(1)
+                      .icmp(3, 1).payload(std::vector<uint8_t>(28, 0)).build());
+  CHECK(r.sent(kLan).empty());
+  CHECK(r.drops(net::DropReason::kTtlExceeded) == 1);
+}
+
+TEST_CASE("an echo request to the router's address is answered") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.1")
+                      .icmp(8, 0, 0x77, 3).payload("ping-data").build());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const auto m = parsed(out[0]);
+  CHECK(m.icmp_type == 0);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.1.1"));
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
+  CHECK(net::to_host(m.tuple.src_port) == 0x77);
+  CHECK(net::checksum(out[0].data() + 14 + 20, out[0].size() - 34) == 0);
+  CHECK(r.worker().counters.local_delivered.get() == 1);
+}
+
+TEST_CASE("the router answers on its other ports' addresses too, and drops other local traffic") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.1").icmp(8, 0, 1, 1).build());
+  CHECK(r.sent(kLan).size() == 1);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.1").tcp(1, 22).build());
+  CHECK(r.sent(kLan).empty());
+  CHECK(r.drops(net::DropReason::kLocalUnsupported) == 1);
+}
+
+TEST_CASE("ARP requests for the router's address are answered and the asker is learned") {
+  RingRouter r;
+  r.receive(kLan, PacketBuilder().eth(kClientMac, kBroadcast).arp(1, kClientMac, "198.18.1.2", MacAddr{}, "198.18.1.1").build());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const Frame& f = out[0];
+  CHECK(dst_mac(f) == kClientMac);
+  CHECK(src_mac(f) == r.mac(kLan));
+  CHECK(f[14 + 7] == 2);  // reply
+  CHECK(std::equal(f.begin() + 14 + 8, f.begin() + 14 + 14, r.mac(kLan).bytes.begin()));
+  CHECK(std::equal(f.begin() + 14 + 18, f.begin() + 14 + 24, kClientMac.bytes.begin()));
+  auto learned = r.runtime().router().neighbours->lookup(kLan, addr("198.18.1.2"));
+  REQUIRE(learned);
+  CHECK(learned->mac == kClientMac);
+}
+
+TEST_CASE("ARP for someone else's address is not answered") {
+  RingRouter r;
+  r.receive(kLan, PacketBuilder().eth(kClientMac, kBroadcast).arp(1, kClientMac, "198.18.1.2", MacAddr{}, "198.18.1.7").build());
+  CHECK(r.sent(kLan).empty());
+  CHECK_FALSE(r.runtime().router().neighbours->lookup(kLan, addr("198.18.1.2")));
+}
+
+TEST_CASE("an unresolved next hop is ARPed for; the packet waits and leaves on the reply") {
+  RingRouter r;
+  const Frame in = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").tcp(1, 2).build();
+  r.receive(kLan, in);
+  auto req = r.sent(kWan);
+  REQUIRE(req.size() == 1);
+  CHECK(dst_mac(req[0]) == kBroadcast);
+  CHECK(req[0][14 + 7] == 1);  // request
+  CHECK(std::equal(req[0].begin() + 14 + 14, req[0].begin() + 14 + 18, std::vector<uint8_t>{198, 18, 2, 1}.begin()));
+  CHECK(std::equal(req[0].begin() + 14 + 24, req[0].begin() + 14 + 28, std::vector<uint8_t>{198, 18, 2, 2}.begin()));
+  CHECK(r.worker().pending.size() == 1);
+
+  // A second packet to the same next hop waits too, without a second request.
+  r.receive(kLan, in);
+  CHECK(r.sent(kWan).empty());
+
+  r.receive(kWan, PacketBuilder().eth(kServerMac, r.mac(kWan)).arp(2, kServerMac, "198.18.2.2", r.mac(kWan), "198.18.2.1").build());
+  r.poll();
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 2);
+  CHECK(dst_mac(out[0]) == kServerMac);
+  CHECK(out[0][14 + 8] == 63);
+  CHECK(r.worker().pending.empty());
+}
+
+TEST_CASE("the ARP queue is bounded and unresolved packets time out") {
+  RingRouter r("arp = { queue = 2; resolve_timeout_ms = 10; };\n");
+  const Frame in = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").tcp(1, 2).build();
+  for (int i = 0; i < 3; ++i) r.receive(kLan, in);
+  CHECK(r.drops(net::DropReason::kNeighbourQueueFull) == 1);
+  CHECK(r.worker().pending.size() == 2);
+  rte_delay_ms(20);
+  r.poll();
+  CHECK(r.drops(net::DropReason::kNeighbourUnresolved) == 2);
+  CHECK(r.worker().pending.empty());
+}
+
+TEST_CASE("malformed and foreign frames are dropped and counted by reason") {
+  RingRouter r(kStaticNeighbours);
+  auto base = [&] { return PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10"); };
+  r.receive(kLan, base().udp(1, 2).ip_checksum(0xdead).build());
+  r.receive(kLan, base().udp(1, 2).ihl(3).build());
+  r.receive(kLan, base().udp(1, 2).total_length(999).build());
+  r.receive(kLan, PacketBuilder().eth(kClientMac, kServerMac).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build());
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.255").udp(1, 2).build());
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ether_type(0x86dd).payload(std::vector<uint8_t>(40, 0)).build());
+  CHECK(r.sent(kLan).empty());
+  CHECK(r.sent(kWan).empty());
+  CHECK(r.drops(net::DropReason::kBadIpChecksum) == 1);
+  CHECK(r.drops(net::DropReason::kBadIpHeaderLength) == 1);
+  CHECK(r.drops(net::DropReason::kBadIpTotalLength) == 1);
+  CHECK(r.drops(net::DropReason::kNotForUs) == 1);
+  CHECK(r.drops(net::DropReason::kMartianDestination) == 1);
+  CHECK(r.drops(net::DropReason::kIpv6NotForwarded) == 1);
+  CHECK(r.worker().counters.port[kLan].rx_packets.get() == 6);
+}
+
+TEST_CASE("a VLAN-tagged packet is forwarded untagged and Ethernet padding is trimmed") {
+  RingRouter r(kStaticNeighbours);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).vlan(10).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build());
+  Frame padded = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build();
+  padded.resize(60, 0xee);
+  r.receive(kLan, padded);
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].size() == 14 + 28);
+  CHECK(out[0][12] == 0x08);
+  CHECK(out[0][13] == 0x00);
+  CHECK(out[1].size() == 14 + 28);
+}
+
+TEST_CASE("a burst mixing good, bad and local packets keeps order per port") {
+  RingRouter r(kStaticNeighbours);
+  for (uint16_t i = 0; i < 40; ++i) {
+    auto b = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(1000, i);
+    if (i % 5 == 0) b.ip_checksum(1);
+    rte_mbuf* m = rte_pktmbuf_alloc(r.runtime().router().pool);
+    const Frame f = b.build();
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+    dataplane::worker_process_burst(r.worker(), kLan, &m, 1);
+  }
+  dataplane::worker_flush(r.worker());
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 32);
+  uint16_t last = 0;
+  for (const auto& f : out) {
+    const uint16_t port = net::to_host(parsed(f).tuple.dst_port);
+    CHECK((port > last || port == 1));
+    last = port;
+  }
+  CHECK(r.drops(net::DropReason::kBadIpChecksum) == 8);
+}
+
+TEST_CASE("two workers each serve their own queue of every port") {
+  RingRouter r(kStaticNeighbours, 2);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build(), 0);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(3, 4).build(), 1);
+  CHECK(r.sent(kWan, 0).size() == 1);
+  CHECK(r.sent(kWan, 1).size() == 1);
+  CHECK(r.worker(0).counters.forwarded.get() == 1);
+  CHECK(r.worker(1).counters.forwarded.get() == 1);
+}
+
+TEST_CASE("applying rules publishes a generation and frees the old one after the worker is quiescent") {
+  RingRouter r(kStaticNeighbours);
+  auto& rules = r.runtime().rules();
+  const std::string text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                           "-A FORWARD -p tcp --dport 22 -j DROP\nCOMMIT\n";
+  auto first = rules.apply(text, "a.rules", false, false);
+  REQUIRE(std::holds_alternative<control::ApplyResult>(first));
+  CHECK(std::get<control::ApplyResult>(first).generation == 1);
+  CHECK(r.runtime().router().rules.load() == rules.current());
+  auto second = rules.apply(text, "b.rules", false, false);
+  REQUIRE(std::holds_alternative<control::ApplyResult>(second));
+  CHECK(rules.current()->generation == 2);
+  CHECK(rules.pending_reclaim() == 1);  // the worker may still hold generation 1
+  r.poll();                               // one quiescent state later
+  CHECK(rules.pending_reclaim() == 0);
+}
+
+TEST_CASE("a rules file with a mistake is refused with its position and the running rules stay") {
+  RingRouter r(kStaticNeighbours);
+  auto& rules = r.runtime().rules();
+  REQUIRE(std::holds_alternative<control::ApplyResult>(
+      rules.apply("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\nCOMMIT\n", "good.rules", false, false)));
+  auto bad = rules.apply("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p tcp --dport 99999 -j DROP\nCOMMIT\n",
+                         "bad.rules", false, false);
+  REQUIRE(std::holds_alternative<std::string>(bad));
+  CHECK_THAT(std::get<std::string>(bad), Catch::StartsWith("bad.rules:3:"));
+  CHECK(rules.current()->generation == 1);
+  CHECK_THAT(rules.save(false), Catch::Contains("-A FORWARD -j DROP"));
+}
+
+// ---- rules and connection tracking ----------------------------------------
+
+namespace {
+
+void load_rules(RingRouter& r, const std::string& text) {
+  auto applied = r.runtime().rules().apply(text, "test.rules", false, false);
+  if (auto* e = std::get_if<std::string>(&applied)) FAIL(*e);
+}
+
+Frame client_tcp(RingRouter& r, const char* dst, uint16_t sport, uint16_t dport, uint8_t flags) {
+  return PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", dst).tcp(sport, dport, flags).build();
+}
+
+Frame server_tcp(RingRouter& r, const char* src, uint16_t sport, const char* dst, uint16_t dport, uint8_t flags) {
+  return PacketBuilder().eth(kServerMac, r.mac(kWan)).ipv4(src, dst).tcp(sport, dport, flags).build();
+}
+
+uint64_t rule_packets(RingRouter& r, const std::string& rule_text) {
+  const std::string saved = r.runtime().rules().save(true);
+  const size_t at = saved.find(rule_text);
+  REQUIRE(at != std::string::npos);
+  const size_t open = saved.rfind('[', at);
+  return std::stoull(saved.substr(open + 1));
+}
+
+bool transport_checksum_ok(const Frame& f) {
+  const uint8_t* ip = f.data() + 14;
+  Frame copy(f);
+  uint8_t* l4 = copy.data() + 14 + 20;
+  const uint8_t proto = ip[9];
+  const size_t at = proto == 6 ? 16 : proto == 17 ? 6 : 2;
+  uint16_t stored;
+  std::memcpy(&stored, l4 + at, 2);
+  l4[at] = l4[at + 1] = 0;
+  return net::ipv4_l4_checksum(copy.data() + 14) == stored && net::checksum(ip, 20) == 0;
+}
+
+const char* kStatefulFilter = R"(*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i lan -p tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -p tcp --dport 23 -j REJECT --reject-with tcp-reset
+-A FORWARD -p udp --dport 69 -j REJECT
+COMMIT
+)";
+
+}  // namespace
+
+TEST_CASE("a stateful filter lets replies of allowed connections in and nothing else") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, kStatefulFilter);
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 80, 0x02));
+  REQUIRE(r.sent(kWan).size() == 1);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.1.2", 40000, 0x12));
+  CHECK(r.sent(kLan).size() == 1);  // the SYN/ACK is ESTABLISHED
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 5555, "198.18.1.2", 22, 0x02));
+  CHECK(r.sent(kLan).empty());  // an unsolicited connection from outside
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40001, 443, 0x02));
+  CHECK(r.sent(kWan).empty());  // not allowed by any rule: the policy drops it
+  CHECK(r.drops(net::DropReason::kRuleDrop) == 2);
+  CHECK(rule_packets(r, "-A FORWARD -i lan -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT") == 1);
+  CHECK(rule_packets(r, "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT") == 1);
+  CHECK(r.worker().flows->size() == 1);
+}
+
+TEST_CASE("REJECT answers a TCP connection with a reset and UDP with port unreachable") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, kStatefulFilter);
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 23, 0x02));
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const auto rst = parsed(out[0]);
+  CHECK(rst.tuple.proto == net::kProtoTcp);
+  CHECK(rst.tcp_flags == 0x14);  // RST|ACK: the SYN had no ACK
+  CHECK(net::to_host(rst.tuple.src.v4()) == addr("198.18.2.2"));
+  CHECK(net::to_host(rst.tuple.src_port) == 23);
+  CHECK(net::to_host(rst.tuple.dst_port) == 40000);
+  CHECK(transport_checksum_ok(out[0]));
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.2").udp(3000, 69).build());
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  CHECK(parsed(out[0]).icmp_type == 3);
+  CHECK(parsed(out[0]).icmp_code == 3);
+  CHECK(r.drops(net::DropReason::kRuleReject) == 2);
+}
+
+TEST_CASE("DNAT sends a connection to its backend and translates the replies back") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02));
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  auto m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.2.2"));
+  CHECK(net::to_host(m.tuple.dst_port) == 8080);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.1.2"));
+  CHECK(transport_checksum_ok(out[0]));
+  CHECK(dst_mac(out[0]) == kServerMac);
+
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12));
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.19.5.5"));
+  CHECK(net::to_host(m.tuple.src_port) == 80);
+  CHECK(transport_checksum_ok(out[0]));
+
+  // Later packets of the connection keep their translation without the nat table.
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x10));
+  out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.dst_port) == 8080);
+  CHECK(rule_packets(r, "-j DNAT --to-destination 198.18.2.2:8080") == 1);
+}
+
+TEST_CASE("MASQUERADE hides the client behind the egress address and maps replies back") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.2").udp(5353, 53)
+                      .payload("query").build());
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  auto m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.2.1"));
+  const uint16_t port = net::to_host(m.tuple.src_port);
+  CHECK(transport_checksum_ok(out[0]));
+  r.receive(kWan, PacketBuilder().eth(kServerMac, r.mac(kWan)).ipv4("198.18.2.2", "198.18.2.1").udp(53, port)
+                      .payload("answer").build());
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
+  CHECK(net::to_host(m.tuple.dst_port) == 5353);
+  CHECK(transport_checksum_ok(out[0]));
+}
+
+TEST_CASE("an ICMP error about a DNATed connection reaches the client translated") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p udp -j DNAT --to-destination 198.18.2.2:5300\nCOMMIT\n");
+  const Frame query = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.5.5").udp(4000, 53).build();
+  r.receive(kLan, query);
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  std::vector<uint8_t> quote(out[0].begin() + 14, out[0].end());
+  r.receive(kWan, PacketBuilder().eth(kServerMac, r.mac(kWan)).ipv4("198.18.2.2", "198.18.1.2").icmp(3, 3)
+                      .payload(quote).build());
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  const auto m = parsed(out[0]);
+  CHECK(m.icmp_type == 3);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.19.5.5"));
+  // The quote shows the packet as the client sent it.
+  net::FiveTuple quoted;
+  REQUIRE(dataplane::icmp_quoted_tuple(out[0].data() + 14, m, quoted));
+  CHECK(net::to_host(quoted.dst.v4()) == addr("198.19.5.5"));
+  CHECK(net::to_host(quoted.dst_port) == 53);
+  CHECK(net::checksum(out[0].data() + 34, out[0].size() - 34) == 0);
+}
+
+TEST_CASE("kube-proxy's random split spreads new connections evenly over the endpoints") {
+  RingRouter r(kStaticNeighbours + std::string("conntrack = { max_flows = 4096; };\n"));
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:SVC - [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j SVC\n"
+                "-A SVC -m statistic --mode random --probability 0.33333333349 -p tcp -j DNAT --to-destination 198.18.2.11:80\n"
+                "-A SVC -m statistic --mode random --probability 0.50000000000 -p tcp -j DNAT --to-destination 198.18.2.12:80\n"
+                "-A SVC -p tcp -j DNAT --to-destination 198.18.2.13:80\nCOMMIT\n");
+  for (const char* backend : {"198.18.2.11", "198.18.2.12", "198.18.2.13"}) {
+    r.runtime().router().neighbours->set(kWan, addr(backend), kServerMac, route::NeighbourState::kStatic, 0);
+  }
+  int hits[3] = {0, 0, 0};
+  for (uint16_t k = 0; k < 900; ++k) {
+    r.receive(kLan, client_tcp(r, "198.19.5.5", static_cast<uint16_t>(10000 + k), 80, 0x02));
+    for (const auto& f : r.sent(kWan)) hits[(net::to_host(parsed(f).tuple.dst.v4()) & 0xff) - 11]++;
+  }
+  INFO(hits[0] << " " << hits[1] << " " << hits[2]);
+  for (int h : hits) CHECK(std::abs(h - 300) < 75);
+  CHECK(hits[0] + hits[1] + hits[2] == 900);
+}
+
+TEST_CASE("with two workers the reply of a DNATed connection finds its owner through a redirect stub") {
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);  // worker 0 owns the flow
+  REQUIRE(r.sent(kWan, 0).size() == 1);
+  r.poll(1);  // worker 1 takes the stub from its message ring
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12), 1);  // the reply lands on worker 1
+  CHECK(r.worker(1).counters.handed_over.get() == 1);
+  CHECK(r.sent(kLan, 1).empty());
+  r.poll(0);  // the owner takes it over and translates it
+  auto out = r.sent(kLan, 0);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
+  CHECK(net::to_host(parsed(out[0]).tuple.src_port) == 80);
+  CHECK(r.worker(0).counters.taken_over.get() == 1);
+}
+
+TEST_CASE("with two workers the reply of a masqueraded connection is steered by its port") {
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");
+  for (uint16_t q = 0; q < 2; ++q) {
+    r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.2")
+                        .udp(static_cast<uint16_t>(6000 + q), 53).build(), q);
+    auto out = r.sent(kWan, q);
+    REQUIRE(out.size() == 1);
+    const uint16_t port = net::to_host(parsed(out[0]).tuple.src_port);
+    CHECK(port % 2 == q);  // worker q hands out ports of its slice
+    const uint16_t other = static_cast<uint16_t>(1 - q);
+    r.receive(kWan, PacketBuilder().eth(kServerMac, r.mac(kWan)).ipv4("198.18.2.2", "198.18.2.1").udp(53, port).build(),
+              other);
+    r.poll(q);
+    auto back = r.sent(kLan, q);
+    REQUIRE(back.size() == 1);
+    CHECK(net::to_host(parsed(back[0]).tuple.dst_port) == 6000 + q);
+  }
+}
+
+TEST_CASE("hairpin: a client reaching a service whose backend sits behind the same port gets answers through dpgate") {
+  // kube-proxy marks such traffic for masquerade: the backend then answers
+  // dpgate, not the client directly, and dpgate translates both ways.
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.1.7:8080\n"
+                "-A POSTROUTING -s 198.18.1.0/24 -d 198.18.1.7/32 -j MASQUERADE\nCOMMIT\n");
+  const MacAddr backend_mac{{0x02, 0xbb, 0, 0, 0, 0x07}};
+  r.runtime().router().neighbours->set(kLan, addr("198.18.1.7"), backend_mac, route::NeighbourState::kStatic, 0);
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02));
+  auto out = r.sent(kLan);  // back out of the port it came in on
+  REQUIRE(out.size() == 1);
+  auto m = parsed(out[0]);
+  CHECK(dst_mac(out[0]) == backend_mac);
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.7"));
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.1.1"));  // masqueraded behind the LAN address
+  const uint16_t port = net::to_host(m.tuple.src_port);
+  CHECK(transport_checksum_ok(out[0]));
+  r.receive(kLan, PacketBuilder().eth(backend_mac, r.mac(kLan)).ipv4("198.18.1.7", "198.18.1.1")
+                      .tcp(8080, port, 0x12).build());
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  m = parsed(out[0]);
+  CHECK(dst_mac(out[0]) == kClientMac);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.19.5.5"));
+  CHECK(net::to_host(m.tuple.src_port) == 80);
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
+  CHECK(net::to_host(m.tuple.dst_port) == 40000);
+  CHECK(transport_checksum_ok(out[0]));
+}

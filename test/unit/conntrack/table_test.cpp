@@ -1,0 +1,371 @@
+// The conntrack table: both directions, bulk lookup, clashes, early drop,
+// bounded expiry, redirect stubs, walks and deletes by filter.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "dpgate/conntrack/format.hpp"
+#include "flows.hpp"
+
+using namespace ct_test;
+
+namespace {
+
+constexpr Direction O = Direction::kOriginal;
+constexpr Direction R = Direction::kReply;
+
+net::FiveTuple client(uint32_t n, uint16_t dport = 80) {
+  net::FiveTuple t = tcp("198.18.0.0", 0, "198.18.1.1", dport);
+  t.src = net::IpAddr::from_v4(net::to_be32(0xc6120000u + (n >> 12)));
+  t.src_port = net::to_be16(static_cast<uint16_t>(10000 + (n & 0xfff)));
+  return t;
+}
+
+net::FiveTuple udp_client(uint32_t n) {
+  net::FiveTuple t = client(n, 53);
+  t.proto = 17;
+  return t;
+}
+
+// Inserts a TCP flow and completes its handshake: ESTABLISHED, ASSURED.
+Entry* assured(Table& t, const net::FiveTuple& c, uint64_t now) {
+  Entry* e = t.insert(c, invert(c), syn(), now);
+  REQUIRE(e);
+  t.track(*e, R, synack(), now);
+  t.track(*e, O, ack(), now);
+  REQUIRE(e->has(status::kAssured));
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("a flow is found by its original and by its reply tuple") {
+  Table t(config(64));
+  const auto c = tcp("198.18.0.1", 40000, "198.18.2.10", 80);
+  auto reply = invert(c);
+  reply.src = ip("198.18.3.1");  // DNAT to a backend
+  reply.src_port = net::to_be16(8080);
+  Entry* e = t.insert(c, reply, syn(), kT0);
+  REQUIRE(e);
+  Direction d;
+  CHECK(t.lookup(c, kT0, &d) == e);
+  CHECK(d == O);
+  CHECK(t.lookup(reply, kT0, &d) == e);
+  CHECK(d == R);
+  CHECK(t.lookup(invert(c), kT0, &d) == nullptr);  // the VIP never answers itself
+  CHECK(e->orig == c);
+  CHECK(e->reply() == reply);
+  CHECK(e->has(status::kDstNat));
+  CHECK_FALSE(e->has(status::kSrcNat));
+  CHECK(e->owner == 0);
+  const NatBinding b = nat_binding(*e);
+  CHECK(b.dnat);
+  CHECK(b.dnat_addr == ip("198.18.3.1"));
+  CHECK(net::to_host(b.dnat_port) == 8080);
+  CHECK(translated(*e, O) == invert(reply));
+  CHECK(translated(*e, R) == invert(c));
+  CHECK(t.size() == 1);
+}
+
+TEST_CASE("a tuple already used by a live flow cannot be inserted again") {
+  Table t(config(64));
+  const auto a = udp("198.18.0.1", 1000, "198.18.1.1", 53);
+  auto reply = invert(a);
+  reply.dst = ip("198.18.0.100");
+  reply.dst_port = net::to_be16(50000);
+  REQUIRE(t.insert(a, reply, datagram(), kT0));
+  InsertStatus st;
+  CHECK(t.insert(a, invert(a), datagram(), kT0, &st) == nullptr);
+  CHECK(st == InsertStatus::kClash);
+  // Another client mapped onto the same translated port clashes too.
+  const auto b = udp("198.18.0.2", 1000, "198.18.1.1", 53);
+  CHECK(t.insert(b, reply, datagram(), kT0, &st) == nullptr);
+  CHECK(st == InsertStatus::kClash);
+  CHECK(t.stats().clashed.get() == 2);
+  // Once the first flow has expired its tuples are free again.
+  CHECK(t.insert(b, reply, datagram(), kT0 + sec(31), &st) != nullptr);
+  CHECK(st == InsertStatus::kOk);
+  CHECK(t.size() == 1);
+}
+
+TEST_CASE("bulk lookup answers exactly as single lookups on random tuples") {
+  const uint64_t seed = Catch::rngSeed() ? Catch::rngSeed() : 20240611;
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  Table t(config(4096));
+  std::vector<net::FiveTuple> keys;
+  auto random_tuple = [&] {
+    net::FiveTuple k;
+    // A small address space makes near-misses (one field off) common.
+    k.src = net::IpAddr::from_v4(net::to_be32(0xc6120000u | (rng() & 0x3f)));
+    k.dst = net::IpAddr::from_v4(net::to_be32(0xc6130000u | (rng() & 0x3f)));
+    k.src_port = net::to_be16(static_cast<uint16_t>(rng() & 0x1ff));
+    k.dst_port = net::to_be16(static_cast<uint16_t>(rng() & 0x7));
+    k.proto = (rng() & 1) ? 6 : 17;
+    k.family = net::Family::kIpv4;
+    return k;
+  };
+  for (int i = 0; i < 3500; ++i) {
+    const net::FiveTuple k = random_tuple();
+    net::FiveTuple reply = invert(k);
+    if (rng() % 3 == 0) reply.dst_port = net::to_be16(static_cast<uint16_t>(rng()));
+    const L4Info first = k.proto == 6 ? syn() : datagram();
+    if (t.insert(k, reply, first, kT0)) {
+      keys.push_back(k);
+      keys.push_back(reply);
+    }
+  }
+  REQUIRE(t.size() > 3000);
+  for (int i = 0; i < 3000; ++i) keys.push_back(random_tuple());
+  std::shuffle(keys.begin(), keys.end(), rng);
+
+  std::vector<Entry*> bulk(keys.size());
+  std::vector<Direction> bulk_dir(keys.size());
+  size_t done = 0;
+  while (done < keys.size()) {
+    const unsigned n = static_cast<unsigned>(std::min<size_t>(1 + rng() % 150, keys.size() - done));
+    t.lookup_bulk(&keys[done], n, kT0, &bulk[done], &bulk_dir[done]);
+    done += n;
+  }
+  size_t hits = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Direction d = O;
+    Entry* single = t.lookup(keys[i], kT0, &d);
+    INFO("key " << i);
+    REQUIRE(bulk[i] == single);
+    if (single) {
+      ++hits;
+      REQUIRE(bulk_dir[i] == d);
+      REQUIRE(single->tuple(d) == keys[i]);
+    }
+  }
+  CHECK(hits > 6000);
+}
+
+TEST_CASE("when the table is full a non-assured flow is early-dropped for the new one") {
+  Table t(config(16));
+  for (uint32_t i = 0; i < 16; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  CHECK(t.size() == 16);
+  t.begin_burst();
+  InsertStatus st;
+  Entry* e = t.insert(udp_client(100), invert(udp_client(100)), datagram(), kT0, &st);
+  REQUIRE(e);
+  CHECK(st == InsertStatus::kOk);
+  CHECK(t.size() == 16);
+  CHECK(t.stats().early_dropped.get() == 1);
+  CHECK(t.stats().refused.get() == 0);
+  unsigned still_there = 0;
+  Direction d;
+  for (uint32_t i = 0; i < 16; ++i) still_there += t.lookup(udp_client(i), kT0, &d) != nullptr;
+  CHECK(still_there == 15);
+}
+
+TEST_CASE("with only assured flows a full table refuses the new flow and counts it") {
+  Table t(config(16));
+  for (uint32_t i = 0; i < 16; ++i) assured(t, client(i), kT0);
+  t.begin_burst();
+  InsertStatus st;
+  CHECK(t.insert(client(100), invert(client(100)), syn(), kT0, &st) == nullptr);
+  CHECK(st == InsertStatus::kFull);
+  CHECK(t.stats().refused.get() == 1);
+  CHECK(t.stats().early_dropped.get() == 0);
+  Direction d;
+  for (uint32_t i = 0; i < 16; ++i) CHECK(t.lookup(client(i), kT0, &d) != nullptr);
+}
+
+TEST_CASE("a flood of new flows into a full table never evicts an assured flow") {
+  Table t(config(1024));
+  std::vector<Entry*> established;
+  for (uint32_t i = 0; i < 300; ++i) established.push_back(assured(t, client(i), kT0));
+  uint64_t refused_or_dropped = 0;
+  for (uint32_t i = 0; i < 20000; ++i) {
+    if (i % 32 == 0) t.begin_burst();
+    const auto f = client(100000 + i, 443);
+    if (!t.insert(f, invert(f), syn(), kT0 + ms(i))) ++refused_or_dropped;
+  }
+  CHECK(t.size() == 1024);
+  CHECK(t.stats().early_dropped.get() > 10000);
+  CHECK(t.stats().refused.get() == refused_or_dropped);
+  Direction d;
+  for (uint32_t i = 0; i < 300; ++i) {
+    INFO("established flow " << i);
+    REQUIRE(t.lookup(client(i), kT0 + sec(30), &d) == established[i]);
+    CHECK(established[i]->tcp_state() == TcpState::kEstablished);
+    CHECK(t.track(*established[i], O, ack(), kT0 + sec(30)) == TrackResult::kAccept);
+  }
+}
+
+TEST_CASE("an entry looked up in the current burst is not early-dropped") {
+  Table t(config(16));
+  for (uint32_t i = 0; i < 16; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  t.begin_burst();
+  Direction d;
+  Entry* held = t.lookup(udp_client(3), kT0, &d);
+  REQUIRE(held);
+  // 15 new flows take the other 15 entries, one eviction each; the 16th
+  // finds only entries of this burst and is refused.
+  for (uint32_t i = 0; i < 15; ++i) {
+    REQUIRE(t.insert(udp_client(100 + i), invert(udp_client(100 + i)), datagram(), kT0));
+  }
+  InsertStatus st;
+  CHECK(t.insert(udp_client(200), invert(udp_client(200)), datagram(), kT0, &st) == nullptr);
+  CHECK(st == InsertStatus::kFull);
+  CHECK(t.lookup(udp_client(3), kT0, &d) == held);
+  CHECK(held->orig == udp_client(3));
+}
+
+TEST_CASE("expiry visits a bounded number of entries per call and frees the timed-out ones") {
+  Table t(config(100));
+  for (uint32_t i = 0; i < 50; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  assured(t, client(1), kT0);  // entry 50: lives for days
+  const uint64_t later = kT0 + sec(31);
+  Direction d;
+  CHECK(t.lookup(udp_client(7), later, &d) == nullptr);  // gone before being swept
+  CHECK(t.size() == 51);
+
+  std::vector<net::FiveTuple> freed;
+  CHECK(t.expire(later, 10, [&](const Entry& e) { freed.push_back(e.orig); }) == 10);
+  CHECK(freed.size() == 10);
+  CHECK(t.size() == 41);
+  unsigned total = 10;
+  for (int call = 0; call < 9; ++call) total += t.expire(later, 10);
+  CHECK(total == 50);
+  CHECK(t.size() == 1);
+  CHECK(t.stats().expired.get() == 50);
+  CHECK(t.lookup(client(1), later, &d) != nullptr);
+  CHECK(t.expire(later, 1000) == 0);  // max_visit is capped at the capacity
+}
+
+TEST_CASE("a redirect stub says which worker owns a reply tuple until it times out") {
+  Table t(config(16));
+  const auto reply = tcp("198.18.3.1", 8080, "198.18.0.1", 40000);
+  Entry* stub = t.insert_redirect(reply, 2, status::kConfirmed, kT0, 60);
+  REQUIRE(stub);
+  Direction d;
+  CHECK(t.lookup(reply, kT0, &d) == stub);
+  CHECK(d == R);
+  CHECK(stub->is_redirect());
+  CHECK(stub->owner == 2);
+  CHECK(t.lookup(invert(reply), kT0, &d) == nullptr);
+  InsertStatus st;
+  CHECK(t.insert(invert(reply), reply, syn(), kT0, &st) == nullptr);
+  CHECK(st == InsertStatus::kClash);
+  t.set_timeout(*stub, kT0 + sec(50), 60);
+  CHECK(t.lookup(reply, kT0 + sec(100), &d) == stub);
+  CHECK(t.lookup(reply, kT0 + sec(110), &d) == nullptr);
+  CHECK(t.expire(kT0 + sec(110), 16) == 1);
+  CHECK(t.size() == 0);
+}
+
+TEST_CASE("deletes by filter select flows as conntrack -D does for kube-proxy") {
+  Table t(config(64));
+  const auto vip = ip("198.18.2.10");
+  auto dnat_flow = [&](uint32_t n, const char* backend, uint8_t proto) {
+    auto c = client(n, 53);
+    c.proto = proto;
+    c.dst = vip;
+    auto reply = invert(c);
+    reply.src = ip(backend);
+    return t.insert(c, reply, proto == 6 ? syn() : datagram(), kT0);
+  };
+  REQUIRE(dnat_flow(1, "198.18.3.1", 17));
+  REQUIRE(dnat_flow(2, "198.18.3.2", 17));
+  REQUIRE(dnat_flow(3, "198.18.3.1", 6));
+  REQUIRE(t.insert(udp_client(4), invert(udp_client(4)), datagram(), kT0));
+  REQUIRE(t.insert_redirect(udp("198.18.3.1", 53, "198.18.0.9", 1), 1, 0, kT0, 60));
+
+  // conntrack -D -p udp --orig-dst VIP --dst-nat 198.18.3.1
+  FlowFilter stale_endpoint;
+  stale_endpoint.proto = 17;
+  stale_endpoint.orig_dst = vip;
+  stale_endpoint.dst_nat = ip("198.18.3.1");
+  WalkProgress p = t.delete_matching(stale_endpoint, 0, 1000, kT0);
+  CHECK(p.done);
+  CHECK(p.matched == 1);
+  CHECK(t.size() == 4);
+
+  // conntrack -D -p udp --orig-dst VIP, walked 8 slots at a time.
+  FlowFilter service;
+  service.proto = 17;
+  service.orig_dst = vip;
+  uint32_t cursor = 0, deleted = 0;
+  for (;;) {
+    p = t.delete_matching(service, cursor, 8, kT0);
+    deleted += p.matched;
+    cursor = p.next_cursor;
+    if (p.done) break;
+  }
+  CHECK(deleted == 1);
+  CHECK(t.size() == 3);
+
+  // Stubs are deleted only when asked for.
+  FlowFilter stubs;
+  stubs.reply_src = ip("198.18.3.1");
+  CHECK(t.delete_matching(stubs, 0, 1000, kT0).matched == 1);  // the TCP flow
+  stubs.redirects = true;
+  CHECK(t.delete_matching(stubs, 0, 1000, kT0).matched == 1);  // the stub
+  CHECK(t.size() == 1);
+}
+
+TEST_CASE("walking the table lists every live flow once, for conntrack -L") {
+  Table t(config(40));
+  for (uint32_t i = 0; i < 25; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  Direction d;
+  t.remove(*t.lookup(udp_client(5), kT0, &d));
+  std::set<uint32_t> seen_src_ports;
+  uint32_t cursor = 0;
+  WalkProgress p;
+  do {
+    p = t.for_each(cursor, 7, kT0, [&](const Entry& e) {
+      seen_src_ports.insert(net::to_host(e.orig.src_port));
+    });
+    cursor = p.next_cursor;
+  } while (!p.done);
+  CHECK(seen_src_ports.size() == 24);
+  CHECK(seen_src_ports.count(10005) == 0);
+}
+
+TEST_CASE("flush empties the table and every entry can be used again") {
+  Table t(config(8));
+  for (uint32_t i = 0; i < 8; ++i) assured(t, client(i), kT0);
+  t.flush();
+  CHECK(t.size() == 0);
+  Direction d;
+  CHECK(t.lookup(client(0), kT0, &d) == nullptr);
+  for (uint32_t i = 0; i < 8; ++i) CHECK(t.insert(client(50 + i), invert(client(50 + i)), syn(), kT0));
+  CHECK(t.size() == 8);
+}
+
+TEST_CASE("a killed entry stays readable for the rest of the burst and is freed at the next") {
+  Table t(config(4));
+  const auto c = client(1);
+  Entry* e = t.insert(c, invert(c), syn(), kT0);
+  t.kill(*e);
+  Direction d;
+  CHECK(t.lookup(c, kT0, &d) == nullptr);
+  CHECK(e->orig == c);
+  CHECK(t.size() == 1);
+  t.begin_burst();
+  CHECK(t.size() == 0);
+  CHECK(e->kind == EntryKind::kFree);
+}
+
+TEST_CASE("conntrack -L prints a flow as conntrack-tools does") {
+  Table t(config(4));
+  const auto c = tcp("198.18.0.1", 40000, "198.18.1.1", 80);
+  Entry* e = t.insert(c, invert(c), syn(), kT0);
+  CHECK(format_conntrack(t.info(*e, kT0)) ==
+        "tcp      6 120 SYN_SENT src=198.18.0.1 dst=198.18.1.1 sport=40000 dport=80 "
+        "packets=1 bytes=40 [UNREPLIED] src=198.18.1.1 dst=198.18.0.1 sport=80 dport=40000 "
+        "packets=0 bytes=0 mark=0 use=1");
+  t.track(*e, R, synack(), kT0);
+  t.track(*e, O, ack(), kT0);
+  e->mark = 7;
+  CHECK(format_conntrack(t.info(*e, kT0 + sec(1))) ==
+        "tcp      6 431999 ESTABLISHED src=198.18.0.1 dst=198.18.1.1 sport=40000 dport=80 "
+        "packets=2 bytes=80 src=198.18.1.1 dst=198.18.0.1 sport=80 dport=40000 "
+        "packets=1 bytes=40 [ASSURED] mark=7 use=1");
+}

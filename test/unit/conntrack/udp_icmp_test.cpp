@@ -1,0 +1,181 @@
+// UDP and ICMP tracking, ICMP errors RELATED to the flow they quote, and
+// the generic tracker.
+#include <catch2/catch.hpp>
+
+#include "dpgate/conntrack/view.hpp"
+#include "flows.hpp"
+
+using namespace ct_test;
+
+namespace {
+constexpr Direction O = Direction::kOriginal;
+constexpr Direction R = Direction::kReply;
+}  // namespace
+
+TEST_CASE("an unreplied UDP flow is NEW for 30 seconds, then gone") {
+  Table t(config(16));
+  const auto q = udp("198.18.0.1", 5353, "198.18.1.1", 53);
+  Entry* e = t.insert(q, invert(q), datagram(), kT0);
+  REQUIRE(e);
+  CHECK(t.seconds_left(*e, kT0) == 30);
+  CHECK(ct_view(t, *e, O, t.track(*e, O, datagram(), kT0 + sec(10)), kT0 + sec(10)).state ==
+        ct_state::kNew);
+  CHECK(t.seconds_left(*e, kT0 + sec(10)) == 30);
+  Direction d;
+  CHECK(t.lookup(q, kT0 + sec(39), &d) == e);
+  CHECK(t.lookup(q, kT0 + sec(40), &d) == nullptr);
+}
+
+TEST_CASE("a UDP reply makes the flow ESTABLISHED; the next packet assures it; after 2 s it is a stream") {
+  Table t(config(16));
+  const auto q = udp("198.18.0.1", 5353, "198.18.1.1", 53);
+  Entry* e = t.insert(q, invert(q), datagram(), kT0);
+  REQUIRE(e);
+
+  const uint64_t t1 = kT0 + ms(500);
+  CHECK(t.track(*e, R, datagram(), t1) == TrackResult::kAccept);
+  CHECK(e->has(status::kSeenReply));
+  CHECK_FALSE(e->has(status::kAssured));
+  CHECK(t.seconds_left(*e, t1) == 30);
+  CHECK(ct_view(t, *e, R, TrackResult::kAccept, t1).state == ct_state::kEstablished);
+  CHECK(ct_view(t, *e, O, TrackResult::kAccept, t1).state == ct_state::kEstablished);
+
+  const uint64_t t2 = kT0 + sec(1);
+  t.track(*e, O, datagram(), t2);
+  CHECK(e->has(status::kAssured));
+  CHECK(t.seconds_left(*e, t2) == 30);  // not yet two seconds old
+
+  const uint64_t t3 = kT0 + sec(3);
+  t.track(*e, R, datagram(), t3);
+  CHECK(t.seconds_left(*e, t3) == 120);
+}
+
+TEST_CASE("UDP timeouts are configurable") {
+  Timeouts custom;
+  custom.udp = 5;
+  custom.udp_stream = 50;
+  Table t(config(16, custom));
+  const auto q = udp("198.18.0.1", 1000, "198.18.1.1", 2000);
+  Entry* e = t.insert(q, invert(q), datagram(), kT0);
+  CHECK(t.seconds_left(*e, kT0) == 5);
+  t.track(*e, R, datagram(), kT0 + sec(1));
+  t.track(*e, O, datagram(), kT0 + sec(4));
+  CHECK(t.seconds_left(*e, kT0 + sec(4)) == 50);
+}
+
+TEST_CASE("per-direction counters count packets and IP bytes") {
+  Table t(config(16));
+  const auto q = udp("198.18.0.1", 1000, "198.18.1.1", 2000);
+  Entry* e = t.insert(q, invert(q), datagram(100), kT0);
+  t.track(*e, O, datagram(200), kT0);
+  t.track(*e, R, datagram(1500), kT0);
+  CHECK(e->packets(O) == 2);
+  CHECK(e->bytes(O) == 300);
+  CHECK(e->packets(R) == 1);
+  CHECK(e->bytes(R) == 1500);
+}
+
+TEST_CASE("an ICMP echo is tracked by its identifier and answered by the echo reply") {
+  Table t(config(16));
+  const auto ping = icmp("198.18.0.1", "198.18.1.1", 77);
+  Entry* e = t.insert(ping, invert(ping), icmp_msg(kIcmpEchoRequest), kT0);
+  REQUIRE(e);
+  CHECK(t.seconds_left(*e, kT0) == 30);
+  CHECK(ct_view(t, *e, O, TrackResult::kAccept, kT0).state == ct_state::kNew);
+
+  const auto pong = icmp("198.18.1.1", "198.18.0.1", 77);
+  Direction d;
+  REQUIRE(t.lookup(pong, kT0 + sec(1), &d) == e);
+  CHECK(d == R);
+  CHECK(t.track(*e, R, icmp_msg(kIcmpEchoReply), kT0 + sec(1)) == TrackResult::kAccept);
+  CHECK(ct_view(t, *e, R, TrackResult::kAccept, kT0 + sec(1)).state == ct_state::kEstablished);
+  CHECK_FALSE(e->has(status::kAssured));  // ICMP is never assured
+
+  CHECK(t.lookup(icmp("198.18.1.1", "198.18.0.1", 78), kT0, &d) == nullptr);
+  // A request in the reply direction is not an answer.
+  CHECK(t.track(*e, R, icmp_msg(kIcmpEchoRequest), kT0 + sec(2)) == TrackResult::kInvalid);
+  CHECK(t.lookup(ping, kT0 + sec(31), &d) == nullptr);
+}
+
+TEST_CASE("an echo reply or an ICMP error cannot start a flow") {
+  const auto pong = icmp("198.18.1.1", "198.18.0.1", 77);
+  CHECK_FALSE(may_start_flow(pong, icmp_msg(kIcmpEchoReply), Timeouts{}));
+  CHECK_FALSE(may_start_flow(icmp("198.18.1.1", "198.18.0.1", 0), icmp_msg(3), Timeouts{}));
+  CHECK(may_start_flow(icmp("198.18.1.1", "198.18.0.1", 0), icmp_msg(13), Timeouts{}));
+  Table t(config(16));
+  InsertStatus st;
+  CHECK(t.insert(pong, invert(pong), icmp_msg(kIcmpEchoReply), kT0, &st) == nullptr);
+  CHECK(st == InsertStatus::kInvalid);
+  CHECK(is_icmp_error(3));
+  CHECK(is_icmp_error(11));
+  CHECK_FALSE(is_icmp_error(8));
+}
+
+TEST_CASE("an ICMP error is RELATED to the flow whose packet it quotes, in the error's direction") {
+  Table t(config(16));
+  const auto c = tcp("198.18.0.1", 40000, "198.18.1.1", 80);
+  Entry* e = t.insert(c, invert(c), syn(), kT0);
+  REQUIRE(e);
+  Direction d;
+
+  // A router past the server says the client's packet could not go on:
+  // the error travels to the client, as replies do.
+  REQUIRE(t.find_related(c, kT0, &d) == e);
+  CHECK(d == R);
+  const CtView v = ct_view_related(t, *e, d, kT0);
+  CHECK(v.state == ct_state::kRelated);
+  CHECK(v.dir == R);
+  CHECK(v.has_flow);
+
+  // The client says the server's packet could not be delivered: original.
+  REQUIRE(t.find_related(invert(c), kT0, &d) == e);
+  CHECK(d == O);
+
+  // An error about a flow nobody tracks relates to nothing.
+  CHECK(t.find_related(tcp("198.18.0.9", 1, "198.18.1.1", 80), kT0, &d) == nullptr);
+}
+
+TEST_CASE("an ICMP error quoting a source-translated packet finds the flow by its reply tuple") {
+  Table t(config(16));
+  const auto c = udp("10.0.0.5", 5000, "198.18.1.1", 53);
+  auto reply = invert(c);
+  reply.dst = ip("198.18.0.100");  // SNAT to the gateway
+  reply.dst_port = net::to_be16(61000);
+  Entry* e = t.insert(c, reply, datagram(), kT0);
+  REQUIRE(e);
+  CHECK(e->has(status::kSrcNat));
+  CHECK_FALSE(e->has(status::kDstNat));
+  Direction d;
+  // The far side quotes the packet as it left the gateway.
+  REQUIRE(t.find_related(udp("198.18.0.100", 61000, "198.18.1.1", 53), kT0, &d) == e);
+  CHECK(d == R);
+  CHECK((ct_view_related(t, *e, d, kT0).state & ct_state::kSnat) != 0);
+}
+
+TEST_CASE("other protocols are tracked generically with a 600 second timeout") {
+  Table t(config(16));
+  auto gre = tuple(47, "198.18.0.1", 0, "198.18.1.1", 0);
+  Entry* e = t.insert(gre, invert(gre), datagram(), kT0);
+  REQUIRE(e);
+  CHECK(t.seconds_left(*e, kT0) == 600);
+  Direction d;
+  REQUIRE(t.lookup(invert(gre), kT0, &d) == e);
+  CHECK(t.track(*e, d, datagram(), kT0) == TrackResult::kAccept);
+  CHECK(ct_view(t, *e, d, TrackResult::kAccept, kT0).state == ct_state::kEstablished);
+}
+
+TEST_CASE("the NEW view before insertion carries the NAT chosen so far") {
+  const auto c = tcp("198.18.0.1", 40000, "198.18.2.10", 80);  // to a VIP
+  CtView v = ct_view_new(c, invert(c));
+  CHECK(v.state == ct_state::kNew);
+  CHECK(v.status == 0);
+  auto to_backend = invert(c);
+  to_backend.src = ip("198.18.3.1");
+  to_backend.src_port = net::to_be16(8080);
+  v = ct_view_new(c, to_backend);
+  CHECK(v.state == (ct_state::kNew | ct_state::kDnat));
+  CHECK(v.status == status::kDstNat);
+  CHECK(ct_view_untracked().state == ct_state::kUntracked);
+  CHECK_FALSE(ct_view_untracked().has_flow);
+  CHECK(ct_view_invalid().state == ct_state::kInvalid);
+}

@@ -1,0 +1,178 @@
+// Header parsing: every well-formed kind, and every malformed case counted
+// under its own drop reason.
+#include <catch2/catch.hpp>
+
+#include "dpgate/net/builder.hpp"
+#include "dpgate/net/packet.hpp"
+
+using namespace dpgate::net;
+
+namespace {
+
+DropReason parse(const std::vector<uint8_t>& f, PacketMeta& meta) {
+  return parse_frame(f.data(), static_cast<uint32_t>(f.size()), meta);
+}
+
+DropReason parse(const std::vector<uint8_t>& f) {
+  PacketMeta meta;
+  return parse(f, meta);
+}
+
+}  // namespace
+
+TEST_CASE("a TCP segment yields addresses, ports, flags and lengths") {
+  auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").ttl(17).tcp(40000, 80, 0x12).payload("hello").build();
+  PacketMeta m;
+  REQUIRE(parse(f, m) == DropReason::kNone);
+  CHECK(m.l3 == L3Kind::kIpv4);
+  CHECK(m.l2_len == 14);
+  CHECK(m.l3_len == 20);
+  CHECK(m.ip_total_len == 20 + 20 + 5);
+  CHECK(to_host(m.tuple.src.v4()) == *parse_ipv4("198.18.0.5"));
+  CHECK(to_host(m.tuple.dst.v4()) == *parse_ipv4("198.19.0.10"));
+  CHECK(to_host(m.tuple.src_port) == 40000);
+  CHECK(to_host(m.tuple.dst_port) == 80);
+  CHECK(m.tuple.proto == kProtoTcp);
+  CHECK(m.tuple.family == Family::kIpv4);
+  CHECK(m.tcp_flags == 0x12);
+  CHECK(m.ttl == 17);
+  CHECK(m.fragment == Fragment::kNone);
+}
+
+TEST_CASE("a UDP datagram behind an 802.1Q tag is parsed past the tag") {
+  auto f = PacketBuilder().vlan(0x2064).ipv4("198.18.0.5", "198.19.0.10").udp(5353, 53).build();
+  PacketMeta m;
+  REQUIRE(parse(f, m) == DropReason::kNone);
+  CHECK(m.has_vlan);
+  CHECK(m.vlan_tci == 0x2064);
+  CHECK(m.l2_len == 18);
+  CHECK(to_host(m.tuple.dst_port) == 53);
+  CHECK(m.tuple.proto == kProtoUdp);
+}
+
+TEST_CASE("an ICMP echo is identified by type, code and identifier") {
+  auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").icmp(8, 0, 0x1234, 7).build();
+  PacketMeta m;
+  REQUIRE(parse(f, m) == DropReason::kNone);
+  CHECK(m.icmp_type == 8);
+  CHECK(m.icmp_code == 0);
+  CHECK(to_host(m.tuple.src_port) == 0x1234);
+}
+
+TEST_CASE("IP options are skipped using the header length") {
+  auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").ip_options({1, 1, 1, 0}).udp(1, 2).build();
+  PacketMeta m;
+  REQUIRE(parse(f, m) == DropReason::kNone);
+  CHECK(m.l3_len == 24);
+  CHECK(to_host(m.tuple.dst_port) == 2);
+}
+
+TEST_CASE("Ethernet padding after the datagram is accepted") {
+  auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").udp(1, 2).build();
+  f.resize(60, 0);
+  PacketMeta m;
+  REQUIRE(parse(f, m) == DropReason::kNone);
+  CHECK(m.ip_total_len == 28);
+}
+
+TEST_CASE("fragments: the first carries ports, later ones none") {
+  PacketMeta m;
+  REQUIRE(parse(PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").fragment(0, true).udp(1, 2).build(), m) ==
+          DropReason::kNone);
+  CHECK(m.fragment == Fragment::kFirst);
+  CHECK(to_host(m.tuple.dst_port) == 2);
+  REQUIRE(parse(PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").fragment(185, false).proto(kProtoUdp)
+                    .payload(std::vector<uint8_t>(3, 0)).build(), m) == DropReason::kNone);
+  CHECK(m.fragment == Fragment::kLater);
+  CHECK(m.tuple.dst_port == be16{});
+}
+
+TEST_CASE("ARP frames are recognised and length-checked") {
+  const MacAddr a{{2, 0, 0, 0, 0, 1}};
+  PacketMeta m;
+  auto arp = PacketBuilder().arp(1, a, "198.18.0.5", MacAddr{}, "198.18.0.1").build();
+  REQUIRE(parse(arp, m) == DropReason::kNone);
+  CHECK(m.l3 == L3Kind::kArp);
+  arp.resize(14 + 20);
+  CHECK(parse(arp) == DropReason::kMalformedArp);
+}
+
+TEST_CASE("malformed frames are rejected with a named reason") {
+  auto good = [] { return PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").tcp(1000, 80); };
+  struct Case {
+    const char* what;
+    std::vector<uint8_t> frame;
+    DropReason expected;
+  };
+  const std::vector<Case> cases = {
+      {"shorter than an Ethernet header", good().truncate(13).build(), DropReason::kTruncatedEthernet},
+      {"a VLAN tag cut short", PacketBuilder().vlan(5).ipv4("198.18.0.5", "198.19.0.10").truncate(16).build(),
+       DropReason::kTruncatedEthernet},
+      {"an unknown EtherType", good().ether_type(0x88cc).build(), DropReason::kUnsupportedEtherType},
+      {"an IP header cut short", good().truncate(14 + 19).build(), DropReason::kTruncatedIpHeader},
+      {"IP version 6 in an IPv4 EtherType", good().version(6).build(), DropReason::kBadIpVersion},
+      {"IHL below 5", good().ihl(4).build(), DropReason::kBadIpHeaderLength},
+      {"IHL beyond the frame", good().ihl(15).truncate(14 + 40).build(), DropReason::kBadIpHeaderLength},
+      {"total length beyond the frame", good().total_length(200).build(), DropReason::kBadIpTotalLength},
+      {"total length below the header", good().total_length(19).build(), DropReason::kBadIpTotalLength},
+      {"a wrong header checksum", good().ip_checksum(0x1234).build(), DropReason::kBadIpChecksum},
+      {"a TCP header cut short", good().total_length(20 + 12).truncate(14 + 32).build(), DropReason::kTruncatedL4Header},
+      {"a UDP header cut short",
+       PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").udp(1, 2).total_length(20 + 4).truncate(14 + 24).build(),
+       DropReason::kTruncatedL4Header},
+      {"an ICMP header cut short",
+       PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").icmp(8, 0).total_length(20 + 4).truncate(14 + 24).build(),
+       DropReason::kTruncatedL4Header},
+      {"a loopback source", PacketBuilder().ipv4("127.0.0.1", "198.19.0.10").udp(1, 2).build(), DropReason::kMartianSource},
+      {"a multicast source", PacketBuilder().ipv4("224.0.0.5", "198.19.0.10").udp(1, 2).build(), DropReason::kMartianSource},
+      {"the broadcast source", PacketBuilder().ipv4("255.255.255.255", "198.19.0.10").udp(1, 2).build(),
+       DropReason::kMartianSource},
+      {"a zero source", PacketBuilder().ipv4("0.0.0.0", "198.19.0.10").udp(1, 2).build(), DropReason::kMartianSource},
+      {"a loopback destination", PacketBuilder().ipv4("198.18.0.5", "127.0.0.1").udp(1, 2).build(),
+       DropReason::kMartianDestination},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    CHECK(parse(c.frame) == c.expected);
+  }
+}
+
+TEST_CASE("a TCP data offset below 5 words or past the datagram is rejected") {
+  auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").tcp(1000, 80).build();
+  f[14 + 20 + 12] = 0x40;  // 4 words
+  CHECK(parse(f) == DropReason::kBadTcpHeaderLength);
+  f[14 + 20 + 12] = 0xf0;  // 60 bytes, only 20 present
+  CHECK(parse(f) == DropReason::kBadTcpHeaderLength);
+}
+
+TEST_CASE("a NIC-verified checksum is not checked again") {
+  auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").udp(1, 2).ip_checksum(0xbeef).build();
+  PacketMeta m;
+  CHECK(parse_frame(f.data(), static_cast<uint32_t>(f.size()), m, ParseOptions{true}) == DropReason::kNone);
+}
+
+TEST_CASE("IPv6 frames are recognised, not parsed as IPv4") {
+  auto f = PacketBuilder().ether_type(kEtherTypeIpv6).payload(std::vector<uint8_t>(40, 0)).build();
+  PacketMeta m;
+  REQUIRE(parse(f, m) == DropReason::kNone);
+  CHECK(m.l3 == L3Kind::kIpv6);
+}
+
+TEST_CASE("address text forms parse strictly") {
+  CHECK(parse_ipv4("198.18.0.1") == 0xc6120001u);
+  CHECK_FALSE(parse_ipv4("198.18.0"));
+  CHECK_FALSE(parse_ipv4("198.18.0.256"));
+  CHECK_FALSE(parse_ipv4("198.18.0.1 "));
+  CHECK_FALSE(parse_ipv4("1..2.3"));
+  auto p = parse_ipv4_prefix("198.18.0.1/15");
+  REQUIRE(p);
+  CHECK(p->len == 15);
+  CHECK(p->contains(*parse_ipv4("198.19.255.255")));
+  CHECK_FALSE(p->contains(*parse_ipv4("198.20.0.0")));
+  CHECK_FALSE(parse_ipv4_prefix("198.18.0.1/33"));
+  CHECK(format_ipv4(0xc6120001u) == "198.18.0.1");
+  CHECK(parse_mac("02:00:0a:0B:0c:ff").has_value());
+  CHECK(format_mac(*parse_mac("02:00:0a:0B:0c:ff")) == "02:00:0a:0b:0c:ff");
+  CHECK_FALSE(parse_mac("02:00:0a:0B:0c"));
+  CHECK_FALSE(parse_mac("02-00-0a-0B-0c-ff"));
+}

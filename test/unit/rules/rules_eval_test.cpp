@@ -1,0 +1,156 @@
+// Evaluation semantics a user notices (first match, jumps, policies, table
+// order, nat on first packets only, kube-proxy's random split), checked on
+// both the interpreter and the compiled Program.
+#include <catch2/catch.hpp>
+
+#include "dpgate/rules/interpreter.hpp"
+#include "dpgate/rules/parser.hpp"
+#include "dpgate/rules/program.hpp"
+
+using namespace dpgate::rules;
+
+namespace {
+
+struct Both {
+  Ruleset rs;
+  Program prog;
+  static Both make(const std::string& text) {
+    auto rs = parse_ruleset(text, "t.rules");
+    if (!rs.ok()) FAIL(rs.error().to_string());
+    auto prog = compile_ruleset(*rs);
+    if (!prog.ok()) FAIL(prog.error().to_string());
+    return Both{*rs, *prog};
+  }
+  // Runs both evaluators; requires that they agree, returns the result.
+  HookResult run(Hook h, const Packet& p, uint64_t seed = 7) {
+    SimpleMatchState a(seed), b(seed);
+    HookResult x = Interpreter(rs).evaluate(h, p, a);
+    HookResult y = prog.evaluate(h, p, b);
+    REQUIRE(x == y);
+    return x;
+  }
+};
+
+Packet tcp(uint32_t src, uint32_t dst, uint16_t dport) {
+  Packet p;
+  p.src = src;
+  p.dst = dst;
+  p.proto = 6;
+  p.sport = 40000;
+  p.dport = dport;
+  p.tcp_flags = 0x02;
+  p.set_in_iface("eth0");
+  return p;
+}
+
+constexpr uint32_t kClient = 0xc6120005;  // 198.18.0.5
+constexpr uint32_t kVip = 0xc613000a;     // 198.19.0.10
+
+}  // namespace
+
+TEST_CASE("the first matching rule decides and the policy catches the rest") {
+  auto b = Both::make(
+      "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n"
+      "-A INPUT -p tcp --dport 22 -j REJECT\nCOMMIT\n");
+  CHECK(b.run(Hook::kInput, tcp(kClient, kVip, 22)).action == Action::kAccept);
+  CHECK(b.run(Hook::kInput, tcp(kClient, kVip, 23)).action == Action::kDrop);
+}
+
+TEST_CASE("RETURN resumes after the jump, goto returns to the caller's caller") {
+  auto b = Both::make(
+      "*filter\n:A - [0:0]\n:B - [0:0]\n-A INPUT -j A\n-A INPUT -j DROP\n"
+      "-A A -g B\n-A A -j ACCEPT\n-A B -j RETURN\nCOMMIT\n");
+  // INPUT -> A -g B -> RETURN pops to INPUT's next rule (DROP), not A's ACCEPT.
+  HookResult r = b.run(Hook::kInput, tcp(kClient, kVip, 80));
+  CHECK(r.action == Action::kDrop);
+  CHECK(r.matched_count == 4);
+}
+
+TEST_CASE("marks set in mangle are seen by filter in the same hook") {
+  auto b = Both::make(
+      "*mangle\n-A FORWARD -j MARK --or-mark 0x4000\nCOMMIT\n"
+      "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\nCOMMIT\n");
+  HookResult r = b.run(Hook::kForward, tcp(kClient, kVip, 80));
+  CHECK(r.action == Action::kAccept);
+  CHECK(r.mark == 0x4000);
+}
+
+TEST_CASE("the nat table sees only a connection's first packet") {
+  auto b = Both::make("*nat\n-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1:8080\nCOMMIT\n");
+  Packet p = tcp(kClient, kVip, 80);
+  HookResult first = b.run(Hook::kPrerouting, p);
+  REQUIRE(first.has_dnat);
+  CHECK(first.dnat.min_addr == 0x0a000001);
+  CHECK(first.dnat.min_port == 8080);
+  p.ct_state = ct_state::kEstablished;
+  CHECK_FALSE(b.run(Hook::kPrerouting, p).has_dnat);
+}
+
+TEST_CASE("NOTRACK in raw keeps the packet out of nat") {
+  auto b = Both::make(
+      "*raw\n-A PREROUTING -p tcp --dport 53 -j CT --notrack\nCOMMIT\n"
+      "*nat\n-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1\nCOMMIT\n");
+  HookResult r = b.run(Hook::kPrerouting, tcp(kClient, kVip, 53));
+  CHECK(r.notrack);
+  CHECK_FALSE(r.has_dnat);
+  CHECK(b.run(Hook::kPrerouting, tcp(kClient, kVip, 54)).has_dnat);
+}
+
+TEST_CASE("kube-proxy's chained probabilities split evenly over three endpoints") {
+  auto b = Both::make(
+      "*nat\n:SVC - [0:0]\n-A PREROUTING -d 198.19.0.10 -p tcp --dport 80 -j SVC\n"
+      "-A SVC -m statistic --mode random --probability 0.33333333349 -p tcp -j DNAT --to-destination 10.0.0.1:80\n"
+      "-A SVC -m statistic --mode random --probability 0.50000000000 -p tcp -j DNAT --to-destination 10.0.0.2:80\n"
+      "-A SVC -p tcp -j DNAT --to-destination 10.0.0.3:80\nCOMMIT\n");
+  int hits[3] = {0, 0, 0};
+  SimpleMatchState a(99), c(99);
+  Interpreter interp(b.rs);
+  for (int k = 0; k < 30000; ++k) {
+    Packet p = tcp(kClient, kVip, 80);
+    HookResult x = interp.evaluate(Hook::kPrerouting, p, a);
+    HookResult y = b.prog.evaluate(Hook::kPrerouting, p, c);
+    REQUIRE(x == y);
+    REQUIRE(x.has_dnat);
+    hits[(x.dnat.min_addr & 0xff) - 1]++;
+  }
+  for (int h : hits) CHECK(std::abs(h - 10000) < 400);
+}
+
+TEST_CASE("statistic nth picks every n-th packet starting at --packet") {
+  auto b = Both::make("*filter\n-A INPUT -m statistic --mode nth --every 3 --packet 1 -j DROP\nCOMMIT\n");
+  SimpleMatchState st(1);
+  std::string seen;
+  for (int k = 0; k < 6; ++k) {
+    seen += b.prog.evaluate(Hook::kInput, tcp(kClient, kVip, 80), st).action == Action::kDrop ? 'D' : '.';
+  }
+  CHECK(seen == ".D..D.");
+}
+
+TEST_CASE("recent --rcheck finds what --set recorded, until --seconds pass") {
+  auto b = Both::make(
+      "*filter\n-A INPUT -m recent --name A --rcheck --seconds 60 -j ACCEPT\n"
+      "-A INPUT -m recent --name A --set -j DROP\nCOMMIT\n");
+  SimpleMatchState st(1);
+  Interpreter interp(b.rs);
+  Packet p = tcp(kClient, kVip, 80);
+  CHECK(interp.evaluate(Hook::kInput, p, st).action == Action::kDrop);
+  st.set_now(30);
+  CHECK(interp.evaluate(Hook::kInput, p, st).action == Action::kAccept);
+  st.set_now(200);
+  CHECK(interp.evaluate(Hook::kInput, p, st).action == Action::kDrop);
+}
+
+TEST_CASE("a service dispatch chain compiles to one hash lookup") {
+  std::string text = "*nat\n:SVC - [0:0]\n:KUBE-SERVICES - [0:0]\n-A SVC -j RETURN\n";
+  for (int k = 0; k < 500; ++k) {
+    text += "-A KUBE-SERVICES -d 10.96." + std::to_string(k / 200) + "." + std::to_string(k % 200) +
+            " -p tcp -m tcp --dport 80 -m comment --comment svc -j SVC\n";
+  }
+  text += "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j SVC\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n";
+  auto b = Both::make(text);
+  CHECK(b.prog.stats().hash_segments == 1);
+  CHECK(b.prog.stats().hashed_rules == 500);
+  HookResult r = b.run(Hook::kPrerouting, tcp(kClient, 0x0a600101, 80));  // 10.96.1.1
+  REQUIRE(r.matched_count >= 2);
+  CHECK(r.matched[1] == 2 + 201);  // SVC's rule, then KUBE-SERVICES rule #201
+}
