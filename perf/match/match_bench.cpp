@@ -1,0 +1,143 @@
+// Cost per packet of -m string with 1, 10, 100, 1000 patterns: a filter
+// chain of `-p tcp --dport 80 -m string --string PATTERN -j DROP` rules that
+// no packet matches (so every rule is reached), evaluated by the compiled
+// Program with the data plane's WorkerMatchState. Reports, per pattern count:
+//   scan_ns      one Hyperscan scan of the packet (the whole database)
+//   program_ns   Program::evaluate, scanning once per packet (begin_packet)
+//   per_rule_ns  Program::evaluate, each rule searching on its own (xt_string's model)
+// and the same chain without payload rules (no_payload_ns). Usage:
+// match_bench [PAYLOAD_BYTES]; prints one JSON object per pattern count.
+// Not a test: numbers, not verdicts.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dpgate/dataplane/match_state.hpp"
+#include "dpgate/dataplane/published_rules.hpp"
+#include "dpgate/match/payload.hpp"
+#include "dpgate/rules/interpreter.hpp"
+#include "dpgate/rules/parser.hpp"
+#include "dpgate/rules/program.hpp"
+
+using namespace dpgate;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr double kMinMs = 300;
+
+std::string ruleset(size_t n, bool payload, std::mt19937& rng) {
+  std::string text = "*filter\n:FORWARD ACCEPT [0:0]\n";
+  for (size_t i = 0; i < n; ++i) {
+    std::string pat;
+    for (int k = 0; k < 8; ++k) pat += char('a' + rng() % 26);
+    // Without payload rules the same chain tests ports the packets do not use.
+    text += "-A FORWARD -p tcp -m tcp --dport " + std::to_string(payload ? 80 : 10000 + i);
+    if (payload) text += " -m string --string " + pat + std::to_string(i) + " --algo bm";
+    text += " -j DROP\n";
+  }
+  return text + "COMMIT\n";
+}
+
+// IPv4 + TCP headers and HTTP-ish text that contains no rule's pattern (digits
+// never follow the letters the patterns end with).
+std::vector<std::string> datagrams(size_t payload_bytes, std::mt19937& rng) {
+  std::vector<std::string> out;
+  for (int k = 0; k < 64; ++k) {
+    std::string d(40, '\0');
+    d[0] = 0x45;
+    d[9] = 6;
+    std::string body = "GET /index.html HTTP/1.1\r\nHost: example\r\n";
+    while (body.size() < payload_bytes) body += char(rng() % 2 ? ' ' + rng() % 16 : 'A' + rng() % 26);
+    out.push_back(d + body.substr(0, payload_bytes));
+  }
+  return out;
+}
+
+rules::Packet packet_of(const std::string& d) {
+  rules::Packet p;
+  p.proto = 6;
+  p.sport = 40000;
+  p.dport = 80;
+  p.payload = reinterpret_cast<const uint8_t*>(d.data());
+  p.payload_len = uint16_t(d.size());
+  p.length = p.payload_len;
+  return p;
+}
+
+template <class F>
+double ns_per_packet(const std::vector<std::string>& ds, F&& one) {
+  size_t done = 0;
+  uint64_t sink = 0;
+  const auto t0 = Clock::now();
+  do {
+    for (const auto& d : ds) sink += one(d);
+    done += ds.size();
+  } while (std::chrono::duration<double, std::milli>(Clock::now() - t0).count() < kMinMs);
+  const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / double(done);
+  if (sink == 42) std::fputs("", stderr);
+  return ns;
+}
+
+struct Setup {
+  rules::Ruleset rs;
+  std::unique_ptr<dataplane::PublishedRules> published;
+};
+
+Setup build(const std::string& text) {
+  auto rs = rules::parse_ruleset(text, "bench.rules");
+  if (!rs.ok()) {
+    std::fprintf(stderr, "%s\n", rs.error().to_string().c_str());
+    std::exit(1);
+  }
+  auto prog = rules::compile_ruleset(*rs);
+  auto db = match::PayloadDatabase::build(*rs);
+  if (!prog.ok() || !db.ok()) std::exit(1);
+  Setup s{*rs, nullptr};
+  s.published = std::make_unique<dataplane::PublishedRules>(1, *rs, std::move(*prog), std::move(*db),
+                                                            rules::rule_ids(*rs).count, 1);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const size_t payload_bytes = argc > 1 ? size_t(std::atoi(argv[1])) : 512;
+  std::mt19937 rng(7);
+  const auto ds = datagrams(payload_bytes, rng);
+  for (size_t n : {1, 10, 100, 1000}) {
+    Setup with = build(ruleset(n, true, rng));
+    Setup without = build(ruleset(n, false, rng));
+    dataplane::WorkerMatchState fast(nullptr, 1), plain(nullptr, 1), none(nullptr, 1);
+    fast.begin(with.published.get(), 0);
+    plain.begin(with.published.get(), 0);
+    none.begin(without.published.get(), 0);
+    const auto& prog = with.published->program;
+    const double program_ns = ns_per_packet(ds, [&](const std::string& d) {
+      fast.begin_packet();
+      return prog.evaluate(rules::Hook::kForward, packet_of(d), fast).matched_count;
+    });
+    const double per_rule_ns = ns_per_packet(ds, [&](const std::string& d) {
+      return prog.evaluate(rules::Hook::kForward, packet_of(d), plain).matched_count;
+    });
+    const double no_payload_ns = ns_per_packet(ds, [&](const std::string& d) {
+      return without.published->program.evaluate(rules::Hook::kForward, packet_of(d), none).matched_count;
+    });
+    match::PayloadScanner scanner(with.published->payload);
+    const rules::StringMatch& first = std::get<rules::StringMatch>(
+        with.rs.tables[size_t(rules::TableId::kFilter)].find("FORWARD")->rules[0].matches[1]);
+    const double scan_ns = ns_per_packet(ds, [&](const std::string& d) {
+      scanner.begin_packet();
+      return uint16_t(scanner.matches(first, reinterpret_cast<const uint8_t*>(d.data()), d.size()));
+    });
+    std::printf(
+        "{\"patterns\": %zu, \"payload_bytes\": %zu, \"scan_ns\": %.1f, \"program_ns\": %.1f, "
+        "\"per_rule_ns\": %.1f, \"no_payload_ns\": %.1f}\n",
+        n, payload_bytes, scan_ns, program_ns, per_rule_ns, no_payload_ns);
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenarios of perf/scenarios.tsv: every peer (testpmd io,
+# l3fwd LPM, dpgate, the kernel) on the same ports and core, interleaved,
+# REPEATS times; writes perf/results/run-*.json and PNG plots, prints a table.
+# Usage: perf/run.sh [--quick] [--repeats N] [--warmup S] [--window S]
+#                    [--scenario NAME]... [--build DIR] [--dpgate BIN] [--out DIR] [--no-plots]
+#   --quick       l3-64 only, 1 repeat, short window (the smoke run)
+#   --scenario    run only these rows (also rows marked pending)
+#   --build       meson build dir for dpgate and l3fwd (default build-perf; built here)
+#   --dpgate      use this dpgate binary, do not build it
+set -euo pipefail
+usage() { sed -n '5,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+perf=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$perf")
+build=$root/build-perf
+out=$perf/results
+repeats=3 warmup=1 window=2 plots=1 quick=0 dpgate=
+only=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 repeats=1 warmup=0.3 window=0.5 only=(l3-64) ;;
+    --repeats) repeats=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
+    --window) window=$2; shift ;;
+    --scenario) only+=("$2"); shift ;;
+    --build) build=$(mkdir -p "$2" && cd "$2" && pwd); shift ;;
+    --dpgate) dpgate=$2; shift ;;
+    --out) out=$2; shift ;;
+    --no-plots) plots=0 ;;
+    *) usage ;;
+  esac
+  shift
+done
+[ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (DPDK runtime dir, namespaces)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/dpgperf.XXXXXX)
+tag=dpgperf$$
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -rf "$work" /var/run/dpdk/"$tag"-*
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "$dpgate" ]; then
+  if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$root" >/dev/null; fi
+  ninja -C "$build" dpgate >/dev/null
+  dpgate=$build/dpgate
+fi
+l3fwd=$("$perf/build-l3fwd.sh" "$build/perf")
+testpmd=$(command -v dpdk-testpmd)
+eal_log="--log-level=lib.eal:warning --log-level=pmd.net.pcap:warning"
+runs=0
+rules_file=
+
+# stop_peer: SIGTERM, then SIGKILL after 5 s; removes its DPDK runtime dir.
+stop_peer() {
+  local i
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+}
+
+# lcores W: main lcore on CPU 0, forwarding lcores 1.. on CPU 1, then CPU 0.
+lcores() { if [ "$1" -eq 1 ]; then echo "0@0,1@1"; else echo "0@0,1@1,2@0"; fi; }
+
+# pcap_vdev PCAP W: net_pcap source, one RX queue (a replay of PCAP) per worker.
+pcap_vdev() {
+  local v="net_pcap0" i
+  for i in $(seq 1 "$2"); do v+=",rx_pcap=$1"; done
+  echo "$v,infinite_rx=1"
+}
+
+# start_peer PEER PCAP W PACKETS LOG: starts one DPDK peer; sets pid, prefix, threads.
+start_peer() {
+  local peer=$1 pcap=$2 w=$3 packets=$4 log=$5
+  runs=$((runs + 1))
+  prefix=$tag-$runs
+  local mem=1024 mbufs=$(( (w * packets + 16384) ))
+  local eal=(--no-huge --no-pci -m "$mem" --file-prefix "$prefix" $eal_log)
+  case $peer in
+    testpmd)
+      threads=rte-worker-1,lcore-worker-1
+      [ "$w" -eq 2 ] && threads+=",rte-worker-2,lcore-worker-2"
+      "$testpmd" "${eal[@]}" --lcores "$(lcores "$w")" --vdev "$(pcap_vdev "$pcap" "$w")" \
+        --vdev net_null0,no-rx=1 -- --forward-mode=io --nb-cores="$w" --rxq="$w" --txq="$w" \
+        --total-num-mbufs="$mbufs" --stats-period 3600 </dev/null >"$log" 2>&1 &
+      ;;
+    l3fwd)
+      # One lcore: the main lcore forwards (l3fwd wants a TX queue per lcore).
+      if [ "$w" -eq 1 ]; then
+        threads=main
+        "$l3fwd" "${eal[@]}" -l 1 --vdev "$(pcap_vdev "$pcap" 1)" --vdev net_null0,no-rx=1 \
+          -- -p 0x3 --config="(0,0,1),(1,0,1)" --parse-ptype >"$log" 2>&1 &
+      else
+        threads=main,rte-worker-1,lcore-worker-1
+        "$l3fwd" "${eal[@]}" --lcores 0@0,1@1 --vdev "$(pcap_vdev "$pcap" 2)" --vdev net_null0,no-rx=1 \
+          -- -p 0x3 --config="(0,0,1),(0,1,0),(1,0,1),(1,1,0)" --parse-ptype >"$log" 2>&1 &
+      fi
+      ;;
+    dpgate)
+      threads=rte-worker-1,lcore-worker-1
+      [ "$w" -eq 2 ] && threads+=",rte-worker-2,lcore-worker-2"
+      local pool=$(( w * packets + 2 * w * (1024 + 1024 + 32) + 4096 )) rules_line=
+      [ -z "$rules_file" ] || rules_line="rules = \"$rules_file\";"
+      cat >"$work/dpgate.conf" <<CONF
+workers = $w;
+idle_sleep_us = 0;
+mbuf_pool_size = $pool;
+ports = (
+  { name = "lan"; device = "$(pcap_vdev "$pcap" "$w")"; addresses = [ "198.18.0.1/24" ]; },
+  { name = "wan"; device = "net_null0,no-rx=1"; addresses = [ "198.18.101.1/24" ]; }
+);
+routes = ( { prefix = "198.18.1.0/24"; gateway = "198.18.101.2"; port = "wan"; } );
+neighbours = ( { address = "198.18.101.2"; mac = "02:00:00:00:01:02"; port = "wan"; } );
+$rules_line
+CONF
+      "$dpgate" "${eal[@]}" --lcores "$(lcores "$w")" -- -c "$work/dpgate.conf" >"$log" 2>&1 &
+      ;;
+    *) echo "run.sh: unknown peer $peer" >&2; return 1 ;;
+  esac
+  pid=$!
+}
+
+# The pcap PMD names its ports' MACs itself: learn the ingress MAC dpgate sees.
+python3 "$perf/gen-pcap.py" "$work/probe.pcap" --flows 1 2>/dev/null
+start_peer dpgate "$work/probe.pcap" 1 1 "$work/probe.log"
+for i in $(seq 1 100); do grep -q "dpgate: running" "$work/probe.log" && break; sleep 0.1; done
+lan_mac=$(sed -n 's/^dpgate: port lan: .* mac \([0-9a-f:]*\),.*/\1/p' "$work/probe.log")
+stop_peer
+[ -n "$lan_mac" ] || { echo "run.sh: dpgate did not start:" >&2; cat "$work/probe.log" >&2; exit 1; }
+
+# TSC frequency, as the EAL measures it, for cycles per packet.
+"$testpmd" --no-huge --no-pci -m 256 --file-prefix "$tag-tsc" --log-level=lib.eal:debug -l 0 \
+  --vdev net_null0 -- --help >"$work/tsc.log" 2>&1 || true
+tsc_khz=$(sed -n 's/.*TSC frequency is ~\([0-9]*\) KHz.*/\1/p' "$work/tsc.log" | head -1)
+[ -n "$tsc_khz" ] || { echo "run.sh: cannot read the TSC frequency from the EAL" >&2; exit 1; }
+
+samples=$work/samples.jsonl
+: >"$samples"
+skipped=()
+while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
+  case $name in ''|'#'*|name) continue ;; esac
+  selected=0
+  for s in "${only[@]}"; do [ "$s" = "$name" ] && selected=1; done
+  if [ ${#only[@]} -gt 0 ] && [ $selected -eq 0 ]; then continue; fi
+  if [ "${status%%:*}" != run ] && [ $selected -eq 0 ]; then
+    skipped+=("$name: ${status#pending:}")
+    continue
+  fi
+  rules_file=
+  if [ "$rules" != - ]; then
+    rules_file=$work/$name.rules
+    # shellcheck disable=SC2086
+    python3 "$perf/gen-rules.py" "$rules_file" $rules
+  fi
+  if [ "${status%%:*}" != run ]; then
+    # A pending row runs its peers but not dpgate, which lacks the feature.
+    peers=$(echo "$peers" | tr , '\n' | grep -v '^dpgate$' | paste -sd, -)
+    skipped+=("$name (dpgate only; the other peers ran): ${status#pending:}")
+  fi
+  pcap=$work/$name.pcap
+  # shellcheck disable=SC2086
+  packets=$(python3 "$perf/gen-pcap.py" "$pcap" $gen --dst-mac "$lan_mac" 2>&1 | sed -n 's/^gen-pcap: .*: \([0-9]*\) frames.*/\1/p')
+  [ -n "$packets" ] || { echo "run.sh: $name: gen-pcap.py $gen failed" >&2; exit 1; }
+  for rep in $(seq 1 "$repeats"); do
+    for peer in ${peers//,/ }; do
+      log=$work/$name-$peer-$rep.log
+      if [ "$peer" = kernel ]; then
+        m=$("$perf/kernel-peer.sh" "$pcap" ${rules_file:+--rules "$rules_file"} --frames "$packets" --warmup "$warmup" \
+              --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
+      else
+        start_peer "$peer" "$pcap" "$w" "$packets" "$log"
+        m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
+              --warmup "$warmup" --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
+        stop_peer
+        rm -rf /var/run/dpdk/"$prefix"
+      fi
+      if [ -n "$m" ]; then
+        printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"sample":%s}\n' \
+          "$name" "$axis" "$w" "$peer" "$rep" "$m" >>"$samples"
+        echo "run.sh: $name $peer #$rep: $m" >&2
+      else
+        echo "run.sh: $name $peer #$rep: FAILED: $(cat "$work/measure.err")" >&2
+        [ -f "$log" ] && tail -5 "$log" >&2
+        printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"error":"%s"}\n' \
+          "$name" "$axis" "$w" "$peer" "$rep" "$(tr -d '"\\\n\r\t' <"$work/measure.err" | head -c 200)" >>"$samples"
+      fi
+    done
+  done
+  rm -f "$pcap"
+done 3<"$perf/scenarios.tsv"
+
+mkdir -p "$out"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+result=$out/run-$stamp.json
+plot_args=()
+[ $plots -eq 1 ] && plot_args=(--plots "$out/run-$stamp")
+printf '%s\n' "${skipped[@]}" >"$work/skipped.txt"
+python3 "$perf/report.py" "$samples" --out "$result" --tsc-hz "${tsc_khz}000" --repeats "$repeats" \
+  --warmup "$warmup" --window "$window" --skipped "$work/skipped.txt" \
+  --commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" "${plot_args[@]}"
+[ $quick -eq 1 ] || echo "run.sh: results in $result"

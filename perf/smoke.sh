@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Smoke run of the performance harness (seconds; asserts nothing about speed):
+# perf/run.sh --quick with every peer, then checks that each moved packets,
+# that the report redraws from its JSON, and that nothing was left behind.
+# Usage: perf/smoke.sh DPGATE_BINARY BUILD_DIR
+# Prints "test cases: N | N passed | N failed" (scripts/test-summary.py counts it).
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 DPGATE_BINARY BUILD_DIR" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "perf smoke: needs root; skipped"; exit 77; }
+perf=$(cd "$(dirname "$0")" && pwd)
+dpgate=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+build=$2
+work=$(mktemp -d /tmp/dpgsmoke.XXXXXX)
+trap 'rm -rf "$work"' EXIT INT TERM
+passed=0 failed=0
+check() {
+  local what=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); echo "ok: $what"; else failed=$((failed + 1)); echo "FAILED: $what"; fi
+}
+
+run() { "$perf/run.sh" --quick --no-plots --dpgate "$dpgate" --build "$build" --out "$work/results" >"$work/run.log" 2>&1; }
+check "perf/run.sh --quick finishes and writes one result" run
+cat "$work/run.log"
+result=$(ls "$work"/results/run-*.json 2>/dev/null | head -1)
+moved() {
+  python3 - "$result" "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+sc = r["scenarios"]["l3-64"]
+sample = sc["samples"][sys.argv[2]]["1"]
+sys.exit(0 if sample and sample["pkts_out"] > 0 and sample["cycles_per_pkt"] > 0 else 1)
+PY
+}
+for peer in testpmd l3fwd dpgate; do
+  check "$peer forwarded packets from net_pcap to net_null and was measured" moved "$peer"
+done
+check "dpgate forwarded at least 99% of what it received" python3 -c "
+import json, sys
+s = json.load(open('$result'))['scenarios']['l3-64']['samples']['dpgate']['1']
+sys.exit(0 if s['pkts_out'] >= 0.99 * s['pkts_in'] else 1)"
+check "the ratios to testpmd and l3fwd are in the result" \
+  python3 -c "import json; r = json.load(open('$result'))['scenarios']['l3-64']['dpgate_over']; assert {'testpmd', 'l3fwd'} <= set(r)"
+check "report.py redraws the table from the JSON" bash -c "python3 '$perf/report.py' --redraw '$result' | grep 'dpgate/l3fwd' >/dev/null"
+check "no DPDK runtime directory of the run is left" bash -c "! ls -d /var/run/dpdk/dpgperf* 2>/dev/null | grep -q ."
+echo "test cases: $((passed + failed)) | $passed passed | $failed failed"
+[ "$failed" -eq 0 ]
