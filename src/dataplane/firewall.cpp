@@ -97,7 +97,7 @@ void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, cons
   p.payload_len = meta.ip_total_len;
 }
 
-bool choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, conntrack::Table& table,
+void choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, conntrack::Table& table,
                  conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now) {
   uint32_t addr;
   if (t.kind == rules::NatTarget::Kind::kRedirect) {
@@ -108,9 +108,16 @@ bool choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, c
     addr = net::to_host(reply.src.v4());
   }
   reply.src = net::IpAddr::from_v4(net::to_be32(addr));
-  if (!t.has_port || !has_ports(reply.proto)) return !table.in_use(reply, now);
+  if (!t.has_port || !has_ports(reply.proto)) return;  // "if it's dst rewrite, can't change port"
+  if (t.min_port == t.max_port && reply.proto != net::kProtoIcmp) {
+    reply.src_port = net::to_be16(t.min_port);  // one port: taken even when in use
+    return;
+  }
   conntrack::PortRange range{t.min_port, t.max_port};
-  return ports.choose(table, reply, conntrack::NatManip::kDst, range, port_mode(t), now);
+  if (!ports.choose(table, reply, conntrack::NatManip::kDst, range, port_mode(t), now) &&
+      reply.proto != net::kProtoIcmp) {
+    reply.src_port = net::to_be16(t.min_port);  // the range is full: the source side moves instead
+  }
 }
 
 bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, uint32_t next_hop,
@@ -128,6 +135,12 @@ bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, 
   conntrack::PortRange range{};
   if (t.has_port) range = {t.min_port, t.max_port};
   return ports.choose(table, reply, conntrack::NatManip::kSrc, range, port_mode(t), now);
+}
+
+bool null_binding(conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now) {
+  if (!table.in_use(reply, now)) return true;
+  if (!has_ports(reply.proto)) return false;
+  return ports.choose(table, reply, conntrack::NatManip::kSrc, {}, conntrack::PortMode::kPreserve, now);
 }
 
 }  // namespace dpgate::dataplane

@@ -23,14 +23,24 @@ void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, cons
                       uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct);
 
 // Applies a DNAT or REDIRECT target to a new flow's reply tuple (its source
-// becomes the new destination). `in_port` gives REDIRECT's address. False
-// when no port of the range is free (counted by the caller).
-bool choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, conntrack::Table& table,
+// becomes the new destination). `in_port` gives REDIRECT's address. As in
+// netfilter this never fails: without a port range the port is kept, with
+// one a free port of the range is taken if there is one; a reply tuple left
+// in use is made unique afterwards by the source side (null_binding).
+void choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, conntrack::Table& table,
                  conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now);
 
 // Applies SNAT or MASQUERADE (the egress port's address towards
 // `next_hop`) to the reply tuple (its destination becomes the new source).
 bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, uint32_t next_hop,
                  conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now);
+
+// netfilter's null binding (nf_nat_alloc_null_binding) for a new flow that no
+// SNAT rule translated: when its reply tuple is already taken - a second
+// client connection DNATed onto the same backend tuple through another
+// service address, say - the source port moves (within its class, in this
+// worker's slice) and the address stays. True when the tuple is unique,
+// false when no port was free.
+bool null_binding(conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now);
 
 }  // namespace dpgate::dataplane

@@ -558,11 +558,7 @@ void prerouting(Worker& w, Burst& b) {
     }
     if (b.is_new[i]) {
       if (res.has_dnat) {
-        if (!choose_dnat(res.dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now)) {
-          drop(w, b.rx[i], DropReason::kNatNoPort);
-          b.rx[i] = nullptr;
-          continue;
-        }
+        choose_dnat(res.dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
         b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
         translate(b, i, NatSide::kDestination, conntrack::invert(b.reply[i]));
       }
@@ -592,6 +588,10 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
         b.rx[i] = nullptr;
         return false;
       }
+    } else if (!null_binding(*w.flows, *w.nat_ports, b.reply[i], b.now)) {
+      drop(w, b.rx[i], DropReason::kNatNoPort);
+      b.rx[i] = nullptr;
+      return false;
     }
     conntrack::InsertStatus status;
     const uint8_t* ip = frame_of(b.rx[i]) + b.meta[i].l2_len;

@@ -526,6 +526,48 @@ TEST_CASE("DNAT sends a connection to its backend and translates the replies bac
   CHECK(rule_packets(r, "-j DNAT --to-destination 198.18.2.2:8080") == 1);
 }
 
+TEST_CASE("two services DNATed onto one backend tuple: the second connection's source port moves, as netfilter's null binding") {
+  // The client reuses its source port towards another service address whose
+  // backend is the same: the reply tuple is taken, and the kernel makes it
+  // unique by moving the source port (nf_nat_alloc_null_binding).
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02));
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src_port) == 40000);
+
+  r.receive(kLan, client_tcp(r, "198.19.5.6", 40000, 80, 0x02));
+  out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  auto m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.1.2"));
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.2.2"));
+  CHECK(net::to_host(m.tuple.dst_port) == 8080);
+  const uint16_t moved = net::to_host(m.tuple.src_port);
+  CHECK(moved != 40000);
+  CHECK(moved >= 1024);
+  CHECK(transport_checksum_ok(out[0]));
+  CHECK(r.drops(net::DropReason::kNatNoPort) == 0);
+  CHECK(r.worker().flows->size() == 2);
+
+  // Each backend reply reaches the client from the service it asked.
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", moved, 0x12));
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.19.5.6"));
+  CHECK(net::to_host(m.tuple.dst_port) == 40000);
+  CHECK(transport_checksum_ok(out[0]));
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12));
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
+}
+
 TEST_CASE("MASQUERADE hides the client behind the egress address and maps replies back") {
   RingRouter r(kStaticNeighbours);
   load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");
