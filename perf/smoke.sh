@@ -19,6 +19,7 @@ check() {
   if "$@"; then passed=$((passed + 1)); echo "ok: $what"; else failed=$((failed + 1)); echo "FAILED: $what"; fi
 }
 
+before=$(ls -d /var/run/dpdk/dpgperf* 2>/dev/null | sort)
 run() { "$perf/run.sh" --quick --no-plots --dpgate "$dpgate" --build "$build" --out "$work/results" >"$work/run.log" 2>&1; }
 check "perf/run.sh --quick finishes and writes one result" run
 cat "$work/run.log"
@@ -29,19 +30,30 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 sc = r["scenarios"]["l3-64"]
 sample = sc["samples"][sys.argv[2]]["1"]
-sys.exit(0 if sample and sample["pkts_out"] > 0 and sample["cycles_per_pkt"] > 0 else 1)
+if sample and sample["pkts_out"] > 0 and sample["cycles_per_pkt"] > 0:
+    sys.exit(0)
+print(f"  {sys.argv[2]}'s sample: {sample}")
+sys.exit(1)
 PY
 }
 for peer in testpmd l3fwd dpgate; do
   check "$peer forwarded packets from net_pcap to net_null and was measured" moved "$peer"
 done
-check "dpgate forwarded at least 99% of what it received" python3 -c "
+# In and out are read one after the other at each end of the window, so a
+# preempted reader skews them by what moved in between (the CI runner has 2
+# cores for everything): 95% says "forwards", not "how fast".
+check "dpgate forwarded at least 95% of what it received in the window" python3 -c "
 import json, sys
 s = json.load(open('$result'))['scenarios']['l3-64']['samples']['dpgate']['1']
-sys.exit(0 if s['pkts_out'] >= 0.99 * s['pkts_in'] else 1)"
+ok = s['pkts_out'] >= 0.95 * s['pkts_in']
+ok or print('  dpgate in', s['pkts_in'], 'out', s['pkts_out'])
+sys.exit(0 if ok else 1)"
 check "the ratios to testpmd and l3fwd are in the result" \
   python3 -c "import json; r = json.load(open('$result'))['scenarios']['l3-64']['dpgate_over']; assert {'testpmd', 'l3fwd'} <= set(r)"
 check "report.py redraws the table from the JSON" bash -c "python3 '$perf/report.py' --redraw '$result' | grep 'dpgate/l3fwd' >/dev/null"
-check "no DPDK runtime directory of the run is left" bash -c "! ls -d /var/run/dpdk/dpgperf* 2>/dev/null | grep -q ."
+# Only this run's directories count: another harness run may be going on.
+left=$(comm -13 <(printf '%s\n' "$before") <(ls -d /var/run/dpdk/dpgperf* 2>/dev/null | sort))
+check "no DPDK runtime directory of the run is left" test -z "$left"
+[ -z "$left" ] || echo "  left: $left"
 echo "test cases: $((passed + failed)) | $passed passed | $failed failed"
 [ "$failed" -eq 0 ]

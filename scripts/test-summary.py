@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Prints 'N passed, N failed[, N skipped]' from a meson testlog.json.
+"""Prints 'N passed, N failed[, N skipped]' summed over meson testlog.json files.
 
-Usage: scripts/test-summary.py build/meson-logs/testlog.json
+Usage: scripts/test-summary.py TESTLOG.json [TESTLOG.json...]
 A Catch2 binary counts as its number of test cases (read from its own
-summary line), any other test as one.
+summary line), any other test as one. A log that is missing (its run never
+got to testing) counts as one failure.
 """
 import json
 import re
@@ -32,14 +33,23 @@ def count(entry):
 
 
 def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
     passed = failed = skipped = 0
-    with open(sys.argv[1]) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            p, fl, s = count(json.loads(line))
-            passed, failed, skipped = passed + p, failed + fl, skipped + s
+    for path in sys.argv[1:]:
+        try:
+            f = open(path)
+        except OSError as e:
+            print(f"test-summary: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        with f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                p, fl, s = count(json.loads(line))
+                passed, failed, skipped = passed + p, failed + fl, skipped + s
     tail = f", {skipped} skipped" if skipped else ""
     print(f"{passed} passed, {failed} failed{tail}")
 
