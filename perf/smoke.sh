@@ -19,7 +19,7 @@ check() {
   if "$@"; then passed=$((passed + 1)); echo "ok: $what"; else failed=$((failed + 1)); echo "FAILED: $what"; fi
 }
 
-before=$(ls -d /var/run/dpdk/dpgperf* 2>/dev/null | sort)
+before=$(ls -d /var/run/dpdk/dpgperf* 2>/dev/null | sort || true)
 run() { "$perf/run.sh" --quick --no-plots --dpgate "$dpgate" --build "$build" --out "$work/results" >"$work/run.log" 2>&1; }
 check "perf/run.sh --quick finishes and writes one result" run
 cat "$work/run.log"
