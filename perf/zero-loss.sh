@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# RFC 2544 zero-loss throughput of dpgate, measured by dpgate-gen in another
+# process over two net_memif ports (dpgate serves them, the generator is the
+# client): for each --services value, start dpgate with kube-proxy rules for
+# that many services (perf/gen-rules.py; none for 0), let dpgate-gen search
+# for the highest rate with no loss, stop dpgate. Prints a JSON line per
+# search and a table; --new-conn measures the new-connection rate (every
+# packet the SYN of a flow never seen, DNATed by the KUBE-SVC chains).
+# Usage: perf/zero-loss.sh [--services N[,N...]] [--new-conn] [--repeats R] [--proto tcp|udp]
+#          [--size BYTES] [--flows F] [--endpoints K] [--trial SEC] [--max-time SEC]
+#          [--loss RATIO] [--retries N] [--max-flows N] [--ring LOG2] [--gen-arg ARG]... [--json FILE]
+#          [--build DIR] [--dpgate BIN] [--gen BIN]
+#   --services   comma list; 0 = plain routing, no rules (default 0). Repeats interleave them.
+#   --new-conn   every packet a new TCP flow (needs services); else --flows established flows
+#   --trial      seconds per trial (default 3); --max-time bounds one search (default 60)
+#   --ring       memif ring size, log2 (default 12: 4096 slots, the DUT's RX queue)
+#   --build      meson build dir to build dpgate and dpgate-gen in (default build-perf)
+set -euo pipefail
+usage() { sed -n '9,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+perf=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$perf")
+build=$root/build-perf
+services=0 new_conn=0 repeats=1 proto= size=64 flows=1024 endpoints=4 trial=3 max_time=60
+loss=0 retries=1 max_flows=1048576 ring=12 json= dpgate= gen=
+gen_extra=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --services) services=$2; shift ;;
+    --new-conn) new_conn=1 ;;
+    --repeats) repeats=$2; shift ;;
+    --proto) proto=$2; shift ;;
+    --size) size=$2; shift ;;
+    --flows) flows=$2; shift ;;
+    --endpoints) endpoints=$2; shift ;;
+    --trial) trial=$2; shift ;;
+    --max-time) max_time=$2; shift ;;
+    --loss) loss=$2; shift ;;
+    --retries) retries=$2; shift ;;
+    --max-flows) max_flows=$2; shift ;;
+    --ring) ring=$2; shift ;;
+    --gen-arg) gen_extra+=("$2"); shift ;;
+    --json) json=$2; shift ;;
+    --build) build=$2; shift ;;
+    --dpgate) dpgate=$2; shift ;;
+    --gen) gen=$2; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+[ "$(id -u)" -eq 0 ] || { echo "zero-loss.sh: needs root (DPDK runtime dir)" >&2; exit 1; }
+[ -n "$proto" ] || { if [ "$new_conn" -eq 1 ] || [ "$services" != 0 ]; then proto=tcp; else proto=udp; fi; }
+if [ "$new_conn" -eq 1 ] && [ "$proto" != tcp ]; then echo "zero-loss.sh: --new-conn is TCP" >&2; exit 2; fi
+
+work=$(mktemp -d /tmp/dpgzl.XXXXXX)
+tag=dpgzl$$
+dp_pid= gen_pid=
+stop() {  # stop PID: SIGINT (dpgate prints its counters), SIGKILL after 5 s
+  local i
+  [ -n "$1" ] || return 0
+  kill -INT "$1" 2>/dev/null || true
+  for i in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+cleanup() {
+  stop "$gen_pid"
+  stop "$dp_pid"
+  rm -rf "$work" /var/run/dpdk/"$tag"-*
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "$dpgate" ] || [ -z "$gen" ]; then
+  [ -f "$build/build.ninja" ] || meson setup "$build" "$root" >/dev/null
+  nice -n 10 ninja -C "$build" dpgate dpgate-gen >/dev/null
+  dpgate=${dpgate:-$build/dpgate} gen=${gen:-$build/dpgate-gen}
+fi
+
+# schedstat TID: "run_ns wait_ns" of one thread.
+schedstat() { awk '{print $1, $2}' "/proc/$1/task/$2/schedstat" 2>/dev/null || echo "0 0"; }
+worker_tid() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    case $(cat "$t/comm" 2>/dev/null) in rte-worker-1|lcore-worker-1) basename "$t"; return ;; esac
+  done
+}
+
+# run_one SERVICES REPEAT: one dpgate, one search; appends a JSON line to $work/results.jsonl.
+run_one() {
+  local svc=$1 rep=$2 prefix=$tag-$1-$2 rules_line= dst_args=()
+  rm -f "$work"/*.sock
+  if [ "$svc" -gt 0 ]; then
+    python3 "$perf/gen-rules.py" "$work/svc$svc.rules" --services "$svc" --endpoints "$endpoints"
+    rules_line="rules = \"$work/svc$svc.rules\";"
+    dst_args=(--services "$svc")
+  fi
+  cat >"$work/dpgate.conf" <<CONF
+workers = 1;
+idle_sleep_us = 0;
+mbuf_pool_size = 16383;
+ports = (
+  { name = "lan"; device = "net_memif0,role=server,socket=$work/lan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:00:01";
+    addresses = [ "198.18.0.1/24" ]; },
+  { name = "wan"; device = "net_memif1,role=server,socket=$work/wan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:01:01";
+    addresses = [ "198.18.101.1/24" ]; }
+);
+routes = ( { prefix = "198.18.1.0/24"; gateway = "198.18.101.2"; port = "wan"; } );
+neighbours = ( { address = "198.18.101.2"; mac = "02:00:00:00:01:02"; port = "wan"; } );
+conntrack = { max_flows = $max_flows; };
+control = { socket = "$work/dpgate.sock"; metrics = ""; };
+$rules_line
+CONF
+  local eal_log=(--log-level=lib.eal:warning --log-level=pmd.net.memif:warning)
+  # dpgate's worker on CPU 1, its (sleeping) control thread and the generator on CPU 0.
+  "$dpgate" --no-huge --no-pci -m 1024 --file-prefix "$prefix-dut" "${eal_log[@]}" --lcores 0@0,1@1 \
+    -- -c "$work/dpgate.conf" >"$work/dpgate-$svc-$rep.log" 2>&1 &
+  dp_pid=$!
+  local i
+  for i in $(seq 1 600); do
+    grep -q "dpgate: running" "$work/dpgate-$svc-$rep.log" && break
+    kill -0 "$dp_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q "dpgate: running" "$work/dpgate-$svc-$rep.log"; then
+    echo "zero-loss.sh: dpgate did not start:" >&2
+    cat "$work/dpgate-$svc-$rep.log" >&2
+    exit 1
+  fi
+  local mode_args=(--flows "$flows")
+  [ "$new_conn" -eq 1 ] && mode_args=(--new-ratio 1 --flows 1)
+  local wtid s0 s1 t0 t1
+  wtid=$(worker_tid "$dp_pid")
+  s0=$(schedstat "$dp_pid" "$wtid") t0=$(date +%s.%N)
+  "$gen" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" "${eal_log[@]}" --lcores 0@0 \
+    --vdev "net_memif0,role=client,socket=$work/lan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:00:02" \
+    --vdev "net_memif1,role=client,socket=$work/wan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:01:02" \
+    -- --tx-port 0 --rx-port 1 --dst-mac 02:00:00:00:00:01 --proto "$proto" --size "$size" \
+    "${mode_args[@]}" "${dst_args[@]}" --search --duration "$trial" --max-time "$max_time" \
+    --loss "$loss" --retries "$retries" "${gen_extra[@]}" >"$work/gen-$svc-$rep.out" 2>"$work/gen-$svc-$rep.err" &
+  gen_pid=$!
+  local rc=0
+  wait "$gen_pid" || rc=$?
+  gen_pid=
+  s1=$(schedstat "$dp_pid" "$wtid") t1=$(date +%s.%N)
+  stop "$dp_pid"
+  dp_pid=
+  rm -rf /var/run/dpdk/"$prefix"-*
+  if [ "$rc" -ne 0 ] || ! tail -1 "$work/gen-$svc-$rep.out" | grep -q '"kind":"search"'; then
+    echo "zero-loss.sh: dpgate-gen failed (rc $rc):" >&2
+    cat "$work/gen-$svc-$rep.err" "$work/gen-$svc-$rep.out" >&2
+    tail -12 "$work/dpgate-$svc-$rep.log" >&2
+    exit 1
+  fi
+  python3 - "$work/gen-$svc-$rep.out" >&2 <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    if t["kind"] != "trial":
+        continue
+    lat = t["latency_us"] or {}
+    print(f"zero-loss.sh:   trial {t['trial']:2}: target {t['target_pps'] / 1e6:7.4f} Mpps, offered {t['offered_pps'] / 1e6:7.4f},"
+          f" received {t['rx_pps'] / 1e6:7.4f}, lost {t['lost']:>8} ({t['loss_ratio']:.1e}),"
+          f" p99 {lat.get('p99', 0):9.1f} us: {'pass' if t['pass'] else 'FAIL'}")
+PY
+  # dpgate's own view: drops by reason and conntrack, from its final counters.
+  local drops ct
+  drops=$(sed -n 's/^  drops: //p' "$work/dpgate-$svc-$rep.log" | head -1)
+  ct=$(sed -n 's/^  conntrack: //p' "$work/dpgate-$svc-$rep.log" | head -1)
+  python3 - "$work/gen-$svc-$rep.out" "$svc" "$rep" "$new_conn" "$proto" "$size" "$s0" "$s1" "$t0" "$t1" \
+    "$drops" "$ct" "$ring" >>"$work/results.jsonl" <<'PY'
+import json, sys
+out, svc, rep, new_conn, proto, size, s0, s1, t0, t1, drops, ct, ring = sys.argv[1:]
+search = json.loads(open(out).read().strip().splitlines()[-1])
+run0, wait0 = map(int, s0.split()); run1, wait1 = map(int, s1.split())
+wall = float(t1) - float(t0)
+print(json.dumps({"services": int(svc), "repeat": int(rep), "mode": "new-conn" if new_conn == "1" else "established",
+                  "proto": proto, "size": int(size), "memif_ring": 1 << int(ring), "search": search,
+                  "dpgate_worker": {"cpu_share": round((run1 - run0) / 1e9 / wall, 3),
+                                    "preempted": round((wait1 - wait0) / 1e9 / wall, 3)},
+                  "dpgate_drops": drops, "dpgate_conntrack": ct}))
+PY
+  tail -1 "$work/results.jsonl"
+}
+
+IFS=, read -r -a svc_list <<<"$services"
+for rep in $(seq 1 "$repeats"); do
+  for svc in "${svc_list[@]}"; do
+    echo "zero-loss.sh: services $svc, repeat $rep: searching (up to ${max_time}s)" >&2
+    run_one "$svc" "$rep"
+  done
+done
+[ -z "$json" ] || cp "$work/results.jsonl" "$json"
+python3 - "$work/results.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r["services"], []).append(r)
+print()
+print("| services | mode | frame | zero-loss Mpps (median [min-max]) | latency p50 / p99 / max us | trials | worker preempted |")
+print("|---|---|---|---|---|---|---|")
+med = {}
+for svc, rs in by.items():
+    rates = [r["search"]["zero_loss_pps"] / 1e6 for r in rs]
+    med[svc] = statistics.median(rates)
+    best = max(rs, key=lambda r: r["search"]["zero_loss_pps"])
+    lat = best["search"].get("latency_us") or {}
+    lim = " (generator-limited)" if any(r["search"].get("generator_limited") for r in rs) else ""
+    print(f"| {svc} | {rs[0]['mode']} {rs[0]['proto']} | {rs[0]['size']} B | {med[svc]:.4f} [{min(rates):.4f}-{max(rates):.4f}]{lim} "
+          f"| {lat.get('p50', 0):.1f} / {lat.get('p99', 0):.1f} / {lat.get('max', 0):.1f} "
+          f"| {sum(r['search']['trials'] for r in rs)} | {max(r['dpgate_worker']['preempted'] for r in rs):.0%} |")
+svcs = list(by)
+if len(svcs) > 1 and med[svcs[0]] > 0:
+    print(f"\nratio {svcs[-1]} / {svcs[0]} services: {med[svcs[-1]] / med[svcs[0]]:.3f}")
+PY
