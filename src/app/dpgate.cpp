@@ -16,12 +16,15 @@
 #include <vector>
 
 #include "dpgate/control/config.hpp"
+#include "dpgate/control/log.hpp"
 #include "dpgate/control/runtime.hpp"
 #include "dpgate/control/server.hpp"
 #include "dpgate/conntrack/format.hpp"
 #include "dpgate/net/packet.hpp"
 
 namespace {
+
+using dpgate::control::log_event;
 
 volatile std::sig_atomic_t g_stop = 0;
 volatile std::sig_atomic_t g_print_stats = 0;
@@ -38,6 +41,9 @@ constexpr char kUsage[] =
     "  -h, --help         this text\n"
     "Signals: SIGINT/SIGTERM stop cleanly and print final counters; SIGUSR1 prints counters;\n"
     "         SIGHUP re-reads the config's rules file and applies it (errors keep the running rules).\n"
+    "Logging: events and iptables LOG records go through DPDK's log (stderr and syslog), filtered by the\n"
+    "         EAL's --log-level=dpgate:LEVEL and --log-level=dpgate.rules:LEVEL (LEVEL: err, warning, notice,\n"
+    "         info, debug; dpgate.rules applies to LOG records at their --log-level).\n"
     "Example: dpgate --no-huge --no-pci -l 0-1 --vdev net_af_packet0,iface=veth0 -- -c conf/demo.conf\n";
 
 struct AppArgs {
@@ -181,13 +187,13 @@ int run(const dpgate::control::Config& config) {
   unsigned lcore;
   RTE_LCORE_FOREACH_WORKER(lcore) { lcores.push_back(lcore); }
   if (lcores.size() < config.workers) {
-    std::fprintf(stderr, "dpgate: %s: workers = %u but the EAL gave %zu worker lcores (pass e.g. -l 0-%u)\n",
-                 config.path.c_str(), config.workers, lcores.size(), config.workers);
+    log_event(RTE_LOG_ERR, "%s: workers = %u but the EAL gave %zu worker lcores (pass e.g. -l 0-%u)",
+              config.path.c_str(), config.workers, lcores.size(), config.workers);
     return 1;
   }
   auto created = dpgate::control::Runtime::create(config);
   if (auto* err = std::get_if<std::string>(&created)) {
-    std::fprintf(stderr, "dpgate: %s\n", err->c_str());
+    log_event(RTE_LOG_ERR, "%s", err->c_str());
     return 1;
   }
   auto& runtime = *std::get<std::unique_ptr<dpgate::control::Runtime>>(created);
@@ -196,7 +202,7 @@ int run(const dpgate::control::Config& config) {
   using dpgate::control::Request;
   auto control = ControlServer::listen_unix(config.control_socket);
   if (auto* err = std::get_if<std::string>(&control)) {
-    std::fprintf(stderr, "dpgate: %s\n", err->c_str());
+    log_event(RTE_LOG_ERR, "%s", err->c_str());
     return 1;
   }
   auto& ctl = *std::get<std::unique_ptr<ControlServer>>(control);
@@ -291,7 +297,7 @@ int run(const dpgate::control::Config& config) {
   if (!config.metrics_listen.empty()) {
     auto m = ControlServer::listen_metrics(config.metrics_listen, [&] { return runtime.metrics_text(); });
     if (auto* err = std::get_if<std::string>(&m)) {
-      std::fprintf(stderr, "dpgate: %s\n", err->c_str());
+      log_event(RTE_LOG_ERR, "%s", err->c_str());
       return 1;
     }
     metrics = std::move(std::get<std::unique_ptr<ControlServer>>(m));
@@ -299,8 +305,8 @@ int run(const dpgate::control::Config& config) {
   g_runtime = &runtime;
   if (config.telemetry) register_telemetry();
   if (config.pdump && rte_pdump_init() != 0) {
-    std::fprintf(stderr, "dpgate: warning: packet capture (rte_pdump) unavailable: it needs the EAL's shared "
-                         "config (run without --no-shconf/--in-memory)\n");
+    log_event(RTE_LOG_WARNING, "warning: packet capture (rte_pdump) unavailable: it needs the EAL's shared "
+                               "config (run without --no-shconf/--in-memory)");
   }
   for (size_t i = 0; i < runtime.workers().size(); ++i) {
     auto& w = *runtime.workers()[i];
@@ -309,15 +315,13 @@ int run(const dpgate::control::Config& config) {
   }
   for (size_t i = 0; i < config.ports.size(); ++i) {
     const auto& port = runtime.router().ports[i];
-    std::printf("dpgate: port %s: %s, dpdk port %u, mac %s, mtu %u\n", config.ports[i].name.c_str(),
-                config.ports[i].device.c_str(), port.port_id, dpgate::net::format_mac(port.mac).c_str(), port.mtu);
+    log_event(RTE_LOG_INFO, "port %s: %s, dpdk port %u, mac %s, mtu %u", config.ports[i].name.c_str(),
+              config.ports[i].device.c_str(), port.port_id, dpgate::net::format_mac(port.mac).c_str(), port.mtu);
   }
-  std::printf("dpgate: running: %zu ports, %u workers, %zu routes\n", config.ports.size(), config.workers,
-              runtime.router().fib.load()->route_count());
-  std::fflush(stdout);
-
-  std::printf("dpgate: control socket %s%s%s\n", ctl.where().c_str(), metrics ? ", metrics http://" : "",
-              metrics ? (metrics->where() + "/metrics").c_str() : "");
+  log_event(RTE_LOG_NOTICE, "running: %zu ports, %u workers, %zu routes", config.ports.size(), config.workers,
+            runtime.router().fib.load()->route_count());
+  log_event(RTE_LOG_INFO, "control socket %s%s%s", ctl.where().c_str(), metrics ? ", metrics http://" : "",
+            metrics ? (metrics->where() + "/metrics").c_str() : "");
   while (!g_stop) {
     runtime.service(rte_rdtsc());
     ctl.poll(now_ms());
@@ -325,13 +329,10 @@ int run(const dpgate::control::Config& config) {
     if (g_reload) {
       g_reload = 0;
       if (config.rules_file.empty()) {
-        std::fprintf(stderr, "dpgate: SIGHUP: no rules file in the configuration\n");
-      } else if (auto err = runtime.reload_rules()) {
-        std::fprintf(stderr, "dpgate: SIGHUP: running rules kept: %s\n", err->c_str());
+        log_event(RTE_LOG_WARNING, "SIGHUP: no rules file in the configuration");
       } else {
-        std::printf("dpgate: SIGHUP: rules generation %llu from %s\n",
-                    static_cast<unsigned long long>(runtime.rules().current()->generation), config.rules_file.c_str());
-        std::fflush(stdout);
+        log_event(RTE_LOG_INFO, "SIGHUP: re-reading %s", config.rules_file.c_str());
+        runtime.reload_rules();  // logs the new generation, or why the running rules stay
       }
     }
     if (g_print_stats) {
@@ -343,7 +344,9 @@ int run(const dpgate::control::Config& config) {
   }
   runtime.router().stop.store(true);
   rte_eal_mp_wait_lcore();
-  std::printf("dpgate: stopping; final counters:\n%s", runtime.stats_text().c_str());
+  runtime.service(rte_rdtsc());  // the last LOG records the workers wrote
+  log_event(RTE_LOG_NOTICE, "stopping; final counters:");
+  std::fputs(runtime.stats_text().c_str(), stdout);
   std::fflush(stdout);
   if (config.pdump) rte_pdump_uninit();
   g_runtime = nullptr;

@@ -211,7 +211,7 @@ Config load(const libconfig::Config& lc, const std::string& path) {
   const libconfig::Setting& root = lc.getRoot();
   only_keys(root, {"workers", "burst", "rx_descriptors", "tx_descriptors", "mbuf_pool_size",
                    "mbuf_cache_size", "idle_sleep_us", "ports", "routes", "neighbours", "icmp",
-                   "arp", "rules", "control", "conntrack", "local_addresses", "recent"});
+                   "log", "arp", "rules", "control", "conntrack", "local_addresses", "recent"});
   optional_uint(root, "workers", cfg.workers, 1, 64);
   optional_uint(root, "burst", cfg.burst, 1, 64);
   optional_uint(root, "rx_descriptors", cfg.rx_descriptors, 64, 16384);
@@ -228,6 +228,14 @@ Config load(const libconfig::Config& lc, const std::string& path) {
     only_keys(g, {"rate", "burst"});
     optional_uint(g, "rate", cfg.icmp_rate, 0, 1000000);
     optional_uint(g, "burst", cfg.icmp_burst, 1, 100000);
+  }
+  if (root.exists("log")) {
+    const libconfig::Setting& g = root["log"];
+    expect_type(g, libconfig::Setting::TypeGroup, "a group { rate = ...; burst = ...; ring_size = ...; }");
+    only_keys(g, {"rate", "burst", "ring_size"});
+    optional_uint(g, "rate", cfg.log_rate, 0, 1000000);
+    optional_uint(g, "burst", cfg.log_burst, 1, 1000000);
+    optional_uint(g, "ring_size", cfg.log_ring_size, 64, 1 << 20);
   }
   if (root.exists("arp")) {
     const libconfig::Setting& g = root["arp"];

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <cstdio>
 
+#include "dpgate/control/log.hpp"
 #include "dpgate/match/payload.hpp"
 #include "dpgate/rules/interpreter.hpp"
 #include "dpgate/rules/parser.hpp"
@@ -40,6 +41,29 @@ RulesManager::~RulesManager() {
 
 std::variant<ApplyResult, std::string> RulesManager::apply(const std::string& text, const std::string& file,
                                                            bool noflush, bool test_only) {
+  auto applied = apply_rules(text, file, noflush, test_only);
+  // A client may apply (or fail to) in a loop: the log keeps a bounded share.
+  const auto now = std::chrono::steady_clock::now().time_since_epoch();
+  if (!events_.allow(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()))) {
+    return applied;
+  }
+  char held[64] = "";
+  if (events_.suppressed() != 0) {
+    std::snprintf(held, sizeof held, " (%llu earlier lines suppressed)",
+                  static_cast<unsigned long long>(events_.suppressed()));
+  }
+  if (const auto* err = std::get_if<std::string>(&applied)) {
+    log_event(RTE_LOG_ERR, "rules from %s refused, running rules kept: %s%s", file.c_str(), err->c_str(), held);
+  } else if (!test_only) {
+    const auto& r = std::get<ApplyResult>(applied);
+    log_event(RTE_LOG_INFO, "rules generation %llu from %s: %zu rules in %zu chains%s",
+              static_cast<unsigned long long>(r.generation), file.c_str(), r.rules, r.chains, held);
+  }
+  return applied;
+}
+
+std::variant<ApplyResult, std::string> RulesManager::apply_rules(const std::string& text, const std::string& file,
+                                                                 bool noflush, bool test_only) {
   ApplyResult result;
   auto t0 = std::chrono::steady_clock::now();
   rules::ParseOptions options;

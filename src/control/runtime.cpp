@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dpgate/control/log.hpp"
 #include "dpgate/dataplane/ports.hpp"
 
 namespace dpgate::control {
@@ -25,6 +26,8 @@ namespace {
 
 constexpr unsigned kLearnRingSize = 1024;
 constexpr unsigned kLearnBatch = 64;
+constexpr unsigned kLogBatch = 16;
+constexpr unsigned kLogRecordsPerService = 256;  // bounds the control loop's turn
 std::atomic<unsigned> g_instance{0};  // DPDK object names are global
 
 uint64_t ms_to_cycles(uint64_t ms, uint64_t hz) { return ms * hz / 1000; }
@@ -100,6 +103,8 @@ std::variant<std::unique_ptr<Runtime>, std::string> Runtime::create(const Config
   r.tsc_hz = rte_get_tsc_hz();
   r.icmp_token_cycles = config.icmp_rate == 0 ? 0 : r.tsc_hz / config.icmp_rate;
   r.icmp_bucket_cycles = r.icmp_token_cycles * config.icmp_burst;
+  r.log_token_cycles = config.log_rate == 0 ? 0 : std::max<uint64_t>(r.tsc_hz / config.log_rate, 1);
+  r.log_bucket_cycles = r.log_token_cycles * config.log_burst;
   r.arp_retry_cycles = ms_to_cycles(config.arp_retry_ms, r.tsc_hz);
   r.arp_resolve_timeout_cycles = ms_to_cycles(config.arp_resolve_timeout_ms, r.tsc_hz);
   r.arp_queue = config.arp_queue;
@@ -124,6 +129,13 @@ std::variant<std::unique_ptr<Runtime>, std::string> Runtime::create(const Config
         return std::string("cannot create worker rings: ") + rte_strerror(rte_errno);
       }
     }
+  }
+  for (uint16_t q = 0; q < config.workers; ++q) {
+    r.log_rings[q] = rte_ring_create_elem(("dpg_log" + suffix + "_" + std::to_string(q)).c_str(),
+                                          sizeof(dataplane::LogRecord), config.log_ring_size,
+                                          static_cast<int>(rte_socket_id()),
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);
+    if (r.log_rings[q] == nullptr) return std::string("cannot create the LOG record rings: ") + rte_strerror(rte_errno);
   }
   conntrack::TableConfig flow_config;
   flow_config.capacity = std::max<uint32_t>(config.conntrack_max_flows / config.workers, 1024);
@@ -201,6 +213,7 @@ Runtime::~Runtime() {
     for (auto& row : router_->messages) {
       for (rte_ring* ring : row) rte_ring_free(ring);
     }
+    for (rte_ring* ring : router_->log_rings) rte_ring_free(ring);
     rte_free(router_->qsbr);
     rte_mempool_free(router_->pool);
   }
@@ -215,12 +228,60 @@ unsigned Runtime::service(uint64_t now) {
     handled += n;
   }
   rules_->reclaim();
+  drain_log_records();
   const uint64_t hz = router_->tsc_hz;
   if (now - last_age_tsc_ >= hz) {
     neighbours_->age(now, ms_to_cycles(config_.arp_reachable_ms, hz), ms_to_cycles(config_.arp_stale_ms, hz));
+    check_links();
     last_age_tsc_ = now;
   }
   return handled;
+}
+
+void Runtime::drain_log_records() {
+  dataplane::LogRecord batch[kLogBatch];
+  unsigned done = 0;
+  for (const auto& w : workers_) {
+    rte_ring* ring = router_->log_rings[w->queue];
+    unsigned n;
+    while (done < kLogRecordsPerService &&
+           (n = rte_ring_sc_dequeue_burst_elem(ring, batch, sizeof batch[0], kLogBatch, nullptr)) > 0) {
+      for (unsigned i = 0; i < n; ++i) {
+        const dataplane::LogRecord& rec = batch[i];
+        // syslog levels 0-7 are RTE_LOG_EMERG (1) .. RTE_LOG_DEBUG (8).
+        const uint32_t level = std::min<uint32_t>(rec.level, 7) + 1;
+        if (log_sink_) {
+          log_sink_(rec, dataplane::format_log_record(rec));
+        } else if (rte_log_can_log(static_cast<uint32_t>(logtype_rules()), level)) {
+          rte_log(level, static_cast<uint32_t>(logtype_rules()), "%s\n", dataplane::format_log_record(rec).c_str());
+        }
+      }
+      log_emitted_.store(log_emitted_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+      done += n;
+    }
+  }
+}
+
+// Reports each port's link when first seen and whenever it changes; called
+// once a second, so a flapping link logs at most one line a second.
+void Runtime::check_links() {
+  link_up_.resize(router_->port_count, -1);
+  for (uint16_t p = 0; p < router_->port_count; ++p) {
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(router_->ports[p].port_id, &link) != 0) continue;
+    const int up = link.link_status == RTE_ETH_LINK_UP ? 1 : 0;
+    if (up == link_up_[p]) continue;
+    const char* name = config_.ports[p].name.c_str();
+    if (up == 0) {
+      log_event(link_up_[p] == -1 ? RTE_LOG_NOTICE : RTE_LOG_WARNING, "port %s: link down", name);
+    } else if (link.link_speed == RTE_ETH_SPEED_NUM_NONE || link.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN) {
+      log_event(RTE_LOG_NOTICE, "port %s: link up", name);
+    } else {
+      log_event(RTE_LOG_NOTICE, "port %s: link up, %u Mbps %s-duplex", name, link.link_speed,
+                link.link_duplex == RTE_ETH_LINK_FULL_DUPLEX ? "full" : "half");
+    }
+    link_up_[p] = up;
+  }
 }
 
 std::string Runtime::stats_text() const {
@@ -261,7 +322,10 @@ std::string Runtime::stats_text() const {
              c.drops[i].get());
     }
     out += "  drops:" + (drops.empty() ? std::string(" none") : drops) + "\n";
+    append(out, "  log: records %" PRIu64 " suppressed %" PRIu64 " ring_full %" PRIu64 "\n", c.log_records.get(),
+           c.log_suppressed.get(), c.log_ring_full.get());
   }
+  append(out, "log: emitted %" PRIu64 "\n", log_emitted());
   append(out, "neighbours: %u entries\n", neighbours_->size());
   const auto* current = rules_->current();
   append(out, "rules: generation %llu, %u rules\n", static_cast<unsigned long long>(current ? current->generation : 0),
@@ -313,6 +377,11 @@ std::string Runtime::metrics_text() const {
       {"dpgate_icmp_rate_limited_total", "ICMP errors suppressed by the rate limit", &dataplane::WorkerCounters::icmp_rate_limited},
       {"dpgate_arp_requests_sent_total", "ARP requests sent", &dataplane::WorkerCounters::arp_requests_sent},
       {"dpgate_arp_replies_sent_total", "ARP replies sent", &dataplane::WorkerCounters::arp_replies_sent},
+      {"dpgate_log_records_total", "LOG target records queued for the log", &dataplane::WorkerCounters::log_records},
+      {"dpgate_log_suppressed_total", "LOG target records held back by the rate limit",
+       &dataplane::WorkerCounters::log_suppressed},
+      {"dpgate_log_ring_full_total", "LOG target records lost to a full log ring",
+       &dataplane::WorkerCounters::log_ring_full},
   };
   for (const auto& m : worker_metrics) {
     family(m.name, "counter", m.help);
@@ -327,6 +396,8 @@ std::string Runtime::metrics_text() const {
              std::string(net::drop_reason_name(static_cast<net::DropReason>(i))).c_str(), w->counters.drops[i].get());
     }
   }
+  family("dpgate_log_emitted_total", "counter", "LOG target records printed through rte_log");
+  append(out, "dpgate_log_emitted_total %" PRIu64 "\n", log_emitted());
   family("dpgate_neighbours", "gauge", "Entries in the neighbour table");
   append(out, "dpgate_neighbours %u\n", neighbours_->size());
   return out;

@@ -24,6 +24,7 @@
 #include "arp.hpp"
 #include "dpgate/conntrack/view.hpp"
 #include "dpgate/dataplane/nat.hpp"
+#include "dpgate/dataplane/packet_log.hpp"
 #include "dpgate/dataplane/published_rules.hpp"
 #include "dpgate/net/checksum.hpp"
 #include "dpgate/net/packet.hpp"
@@ -465,6 +466,44 @@ void track(Worker& w, Burst& b) {
   }
 }
 
+bool take_log_token(Worker& w, uint64_t now) {
+  const Router& r = *w.router;
+  if (r.log_token_cycles == 0) return false;
+  w.log_credit = std::min(r.log_bucket_cycles, w.log_credit + (now - w.log_last_tsc));
+  w.log_last_tsc = now;
+  if (w.log_credit < r.log_token_cycles) return false;
+  w.log_credit -= r.log_token_cycles;
+  return true;
+}
+
+// The LOG rules packet i passed in `hook`: one record each on this worker's
+// log ring, within the rate limit. The control thread prints them.
+void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port, const rules::HookResult& res) {
+  const Router& r = *w.router;
+  if (res.logs_overflow) w.counters.log_suppressed.add(1);
+  rte_mbuf* m = b.rx[i];
+  const net::PacketMeta& meta = b.meta[i];
+  const uint32_t ip_len = rte_pktmbuf_pkt_len(m) - meta.l2_len;
+  const uint32_t copy_len = std::min<uint32_t>(ip_len, LogRecord::kIpBytes);
+  for (uint8_t k = 0; k < res.log_count; ++k) {
+    if (!take_log_token(w, b.now)) {
+      w.counters.log_suppressed.add(1);
+      continue;
+    }
+    LogRecord rec;
+    const auto* ip = static_cast<const uint8_t*>(rte_pktmbuf_read(m, meta.l2_len, copy_len, rec.ip));
+    if (ip == nullptr) [[unlikely]] continue;  // cannot happen: copy_len <= the packet's length
+    make_log_record(rec, *res.logs[k].target, hook, r.ports[b.in_port].name,
+                    out_port == kNoPort ? "" : r.ports[out_port].name, res.logs[k].mark, frame_of(m), meta.l2_len,
+                    ip, static_cast<uint16_t>(copy_len), static_cast<uint16_t>(ip_len));
+    if (rte_ring_sp_enqueue_elem(r.log_rings[w.queue], &rec, sizeof rec) != 0) {
+      w.counters.log_ring_full.add(1);
+    } else {
+      w.counters.log_records.add(1);
+    }
+  }
+}
+
 // Runs one hook's tables for packet i; counts the rules it matched and keeps
 // the marks it set. Returns the result for the caller to act on.
 rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
@@ -475,6 +514,7 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
   fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
   rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);
   b.rules->count(w.queue, res, meta.ip_total_len);
+  if (res.log_count != 0 || res.logs_overflow) [[unlikely]] log_rules(w, b, i, hook, out_port, res);
   b.mark[i] = res.mark;
   b.ct_mark[i] = res.ct_mark;
   if (b.flow[i] != nullptr) b.flow[i]->mark = res.ct_mark;
@@ -867,6 +907,8 @@ Worker::Worker(Router& r, uint16_t queue_index, unsigned lcore, const conntrack:
   pending.reserve(r.arp_queue);
   icmp_credit = r.icmp_bucket_cycles;
   icmp_last_tsc = rte_rdtsc();
+  log_credit = r.log_bucket_cycles;
+  log_last_tsc = icmp_last_tsc;
   conntrack::TableConfig config = flow_config;
   config.owner = static_cast<uint8_t>(queue_index);
   flows = std::make_unique<conntrack::Table>(config);

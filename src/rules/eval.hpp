@@ -164,8 +164,9 @@ inline bool is_stateful(const Match& m) {
 // What a target does to the traversal of its table.
 enum class Flow : uint8_t { kContinue, kAccept, kDrop, kReject, kReturn, kJump, kGoto };
 
-// Applies a non-branching target to the packet and result; returns the flow.
-inline Flow apply_target(const Target& t, Packet& p, HookResult& res) {
+// Applies a non-branching target of rule `rule_id` to the packet and result;
+// returns the flow.
+inline Flow apply_target(const Target& t, uint32_t rule_id, Packet& p, HookResult& res) {
   return std::visit(
       [&](const auto& tt) -> Flow {
         using T = std::decay_t<decltype(tt)>;
@@ -218,6 +219,8 @@ inline Flow apply_target(const Target& t, Packet& p, HookResult& res) {
           res.ct_mark = p.ct_mark;
           return Flow::kContinue;
         } else if constexpr (std::is_same_v<T, LogTarget>) {
+          // xt_LOG: log the packet as it is now, then XT_CONTINUE.
+          res.add_log(rule_id, p.mark, tt);
           return Flow::kContinue;
         } else if constexpr (std::is_same_v<T, NotrackTarget>) {
           res.notrack = true;

@@ -75,7 +75,7 @@ HookResult Interpreter::evaluate(Hook hook, const Packet& packet, MatchState& st
         continue;
       }
       res.add_matched(id);
-      eval::Flow f = eval::apply_target(r.target, p, res);
+      eval::Flow f = eval::apply_target(r.target, id, p, res);
       switch (f) {
         case eval::Flow::kContinue:
           ++pos;
@@ -113,7 +113,7 @@ bool HookResult::operator==(const HookResult& o) const {
   };
   if (action != o.action || has_dnat != o.has_dnat || has_snat != o.has_snat || mark != o.mark ||
       ct_mark != o.ct_mark || notrack != o.notrack || matched_count != o.matched_count ||
-      matched_overflow != o.matched_overflow) {
+      matched_overflow != o.matched_overflow || log_count != o.log_count || logs_overflow != o.logs_overflow) {
     return false;
   }
   if (action == Action::kReject && reject != o.reject) return false;
@@ -121,6 +121,15 @@ bool HookResult::operator==(const HookResult& o) const {
   if (has_snat && !nat_eq(snat, o.snat)) return false;
   for (size_t k = 0; k < matched_count; ++k) {
     if (matched[k] != o.matched[k]) return false;
+  }
+  // The targets are different copies of the rule's LOG target: compare what they say.
+  for (size_t k = 0; k < log_count; ++k) {
+    const LogHit& a = logs[k];
+    const LogHit& b = o.logs[k];
+    if (a.rule != b.rule || a.mark != b.mark || a.target->level != b.target->level ||
+        a.target->prefix != b.target->prefix || a.target->flags != b.target->flags) {
+      return false;
+    }
   }
   return true;
 }

@@ -406,7 +406,7 @@ HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state)
       const uint32_t next = seg.kind == SegmentKind::kHash ? seg.end : hit + 1;
       const CompiledRule& r = rules_[hit];
       res.add_matched(r.id);
-      eval::Flow f = eval::apply_target(targets_[r.target], p, res);
+      eval::Flow f = eval::apply_target(targets_[r.target], r.id, p, res);
       switch (f) {
         case eval::Flow::kContinue:
           pos = next;

@@ -2,7 +2,8 @@
 # End to end: kube-proxy-shaped rules (test/e2e/data/kube.rules) loaded into
 # dpgate balance real TCP connections from a client namespace over three
 # backends, as the kernel would: random split, ClientIP affinity, NodePort
-# with masquerade, REJECT for a service without endpoints.
+# with masquerade, REJECT for a service without endpoints; LOG rules print
+# the kernel's lines (filtered by the EAL's --log-level).
 # Usage: kube_test.sh BUILD_DIR WORKERS
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -39,7 +40,7 @@ case "$workers" in
   2) lcores=(--lcores "0@0,1@0,2@1") ;;
   *) lcores=(--lcores "0@0,1@0,2@1,3@1") ;;
 esac
-topo_start_dpgate "$build/dpgate" "$work/kube.conf" "$work/dpgate.log" "${lcores[@]}"
+topo_start_dpgate "$build/dpgate" "$work/kube.conf" "$work/dpgate.log" "${lcores[@]}" --log-level=dpgate.rules:info
 for n in 11 12 13; do
   for _ in $(seq 1 50); do ip netns exec "$S" bash -c "exec 3<>/dev/tcp/198.18.2.$n/8080" 2>/dev/null && break; sleep 0.1; done
 done
@@ -71,6 +72,19 @@ check "NodePort traffic is masqueraded behind dpgate's WAN address" bash -c "! g
 check "a service without endpoints is refused at once (REJECT)" bash -c "
   out=\$(ip netns exec $C curl -sS --max-time 5 http://198.19.100.30/ 2>&1); echo \"\$out\"
   echo \"\$out\" | grep -qE 'refused|after [0-9]{1,3} ms: Couldn.t connect'"
+
+# The kernel's nf_log_ipv4 line for each new connection to the sticky service
+# (nat PREROUTING: first packets only): IN and MAC as received, no OUT yet.
+lan_mac=$(ip netns exec "$R" cat /sys/class/net/lan0/address)
+client_mac=$(ip netns exec "$C" cat /sys/class/net/eth0/address)
+check "a LOG rule prints one kernel-format line per new connection crossing it (20 curls, 20 lines)" bash -c "
+  grep '^sticky: ' $work/dpgate.log | head -1
+  [ \$(grep -cE '^sticky: IN=lan OUT= MAC=$lan_mac:$client_mac:08:00 SRC=198\.18\.1\.2 DST=198\.19\.100\.20 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=[0-9]+ DF PROTO=TCP SPT=[0-9]+ DPT=80 WINDOW=[0-9]+ RES=0x00 (AE |ECE |CWR )*SYN URGP=0 \$' $work/dpgate.log) -eq 20 ]"
+check "a LOG rule at --log-level 7 is counted but not printed under --log-level=dpgate.rules:info" bash -c "
+  ! grep -q '^empty-debug: ' $work/dpgate.log &&
+  python3 $root/test/e2e/ctl.py $work/dpgate.sock stats | tee /dev/stderr |
+    awk '/^  log: records/ {r += \$3; s += \$5; f += \$7} /^log: emitted/ {e = \$3}
+         END {exit !(r >= 21 && s == 0 && f == 0 && e == r)}'"
 
 ctl() { python3 "$root/test/e2e/ctl.py" "$work/dpgate.sock" "$@"; }
 ctl save -c >"$work/saved.rules"

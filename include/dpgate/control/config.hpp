@@ -50,6 +50,12 @@ struct Config {
   // ICMP errors the router originates (Time Exceeded, Unreachable), per worker.
   uint32_t icmp_rate = 1000;  // per second
   uint32_t icmp_burst = 50;
+  // iptables LOG target records, per worker: a token bucket of `burst`
+  // records refilled at `rate` per second (0: LOG rules log nothing), and a
+  // ring of `ring_size` records the control thread drains.
+  uint32_t log_rate = 1000;
+  uint32_t log_burst = 200;
+  uint32_t log_ring_size = 1024;
   // ARP.
   uint32_t arp_table_size = 4096;
   uint32_t arp_queue = 64;              // packets per worker waiting for resolution

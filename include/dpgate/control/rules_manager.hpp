@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "dpgate/control/log.hpp"
 #include "dpgate/dataplane/published_rules.hpp"
 #include "dpgate/rules/ruleset.hpp"
 
@@ -33,7 +34,8 @@ class RulesManager {
   ~RulesManager();
 
   // iptables-restore semantics: a full replace, or --noflush onto the running
-  // rules. test_only: check and compile, publish nothing.
+  // rules. test_only: check and compile, publish nothing. Each new generation
+  // and each refusal is logged (rte_log, "dpgate"), rate-limited.
   std::variant<ApplyResult, std::string> apply(const std::string& text, const std::string& file, bool noflush,
                                                bool test_only);
 
@@ -57,6 +59,8 @@ class RulesManager {
 
  private:
   rules::Ruleset with_counters() const;
+  std::variant<ApplyResult, std::string> apply_rules(const std::string& text, const std::string& file, bool noflush,
+                                                     bool test_only);
 
   std::atomic<const dataplane::PublishedRules*>& slot_;
   rte_rcu_qsbr* qsbr_;
@@ -69,6 +73,7 @@ class RulesManager {
   };
   std::vector<Retired> retired_;
   uint64_t next_generation_ = 1;
+  EventLimiter events_{10, 50};  // apply lines in the log: 50 at once, then 10 a second
 };
 
 }  // namespace dpgate::control

@@ -1,10 +1,12 @@
 // The running router as the control thread holds it: mbuf pool, opened ports,
 // the shared Router, its forwarding and neighbour tables, and one Worker per
 // worker lcore. The control thread creates it, launches the workers, services
-// their messages (neighbour learning) and ages tables, and tears it down.
+// their messages (neighbour learning, LOG records) and ages tables, and tears
+// it down.
 // Every method: control thread only.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -14,6 +16,7 @@
 
 #include "dpgate/control/config.hpp"
 #include "dpgate/control/rules_manager.hpp"
+#include "dpgate/dataplane/packet_log.hpp"
 #include "dpgate/dataplane/router.hpp"
 #include "dpgate/dataplane/worker.hpp"
 
@@ -33,9 +36,18 @@ class Runtime {
   const Config& config() const { return config_; }
   RulesManager& rules() { return *rules_; }
 
-  // Drains neighbour-learning messages; ages the neighbour table at most once
-  // a second. Returns the number of messages handled.
+  // Drains neighbour-learning messages and the workers' LOG records (each
+  // printed through rte_log, logtype "dpgate.rules", at the rule's level);
+  // ages the neighbour table and reports port link changes at most once a
+  // second. Returns the number of neighbour messages handled.
   unsigned service(uint64_t now_tsc);
+
+  // Where drained LOG records go instead of rte_log (tests): the record and
+  // its kernel-format line. An empty function restores rte_log.
+  using LogSink = std::function<void(const dataplane::LogRecord&, const std::string& line)>;
+  void set_log_sink(LogSink sink) { log_sink_ = std::move(sink); }
+  // LOG records drained and printed so far. Any thread.
+  uint64_t log_emitted() const { return log_emitted_.load(std::memory_order_relaxed); }
 
   // Walks every worker's flows through its FlowRequest mailbox: lists
   // (calling `each`), deletes the matching ones, or flushes. Returns how
@@ -66,6 +78,12 @@ class Runtime {
   std::unique_ptr<lb::RecentTable> recent_;
   std::vector<uint16_t> opened_ports_;
   uint64_t last_age_tsc_ = 0;
+
+  void drain_log_records();
+  void check_links();
+  LogSink log_sink_;
+  std::atomic<uint64_t> log_emitted_{0};  // written by the control thread, read by telemetry too
+  std::vector<int> link_up_;              // per port: -1 not yet seen, else the last status reported
 };
 
 }  // namespace dpgate::control

@@ -1,7 +1,7 @@
 // What every worker shares: the ports' identities, the published forwarding
 // table, the neighbour table, the mbuf pool and the worker->control ring.
 // Built by the control thread before workers start. After that:
-//   ports, pool, rings, timing: immutable;
+//   ports, pool, rings (log rings included), timing: immutable;
 //   fib: an atomic pointer the control thread may republish (workers load it
 //        once per burst; the old table is freed after workers quiesce);
 //   neighbours: written by the control thread only, read lock-free (seqlock);
@@ -122,12 +122,17 @@ struct Router {
   }
   route::NeighbourTable* neighbours = nullptr;
   rte_ring* learn_ring = nullptr;  // NeighbourLearn elements; workers produce, control consumes
+  // LOG target records (LogRecord elements): log_rings[q] is written by
+  // worker q only and read by the control thread only (SPSC rings).
+  std::array<rte_ring*, kMaxWorkers> log_rings{};
   rte_mempool* pool = nullptr;     // for packets the router originates (ICMP errors, ARP)
 
   // Timing, in TSC cycles.
   uint64_t tsc_hz = 0;
   uint64_t icmp_token_cycles = 0;  // cost of one ICMP error; 0 = never send
   uint64_t icmp_bucket_cycles = 0; // bucket depth (burst x cost)
+  uint64_t log_token_cycles = 0;   // cost of one LOG record; 0 = LOG rules write none
+  uint64_t log_bucket_cycles = 0;  // bucket depth (burst x cost)
   uint64_t arp_retry_cycles = 0;
   uint64_t arp_resolve_timeout_cycles = 0;
   uint32_t arp_queue = 64;

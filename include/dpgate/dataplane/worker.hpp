@@ -40,6 +40,9 @@ struct WorkerCounters {
   Counter taken_over;       // packets received from other workers
   Counter ct_invalid;       // packets conntrack classified INVALID (they still meet the rules)
   Counter redirects_sent;   // redirect-stub messages sent to other workers
+  Counter log_records;      // LOG records put on the worker's log ring
+  Counter log_suppressed;   // LOG records the rate limit held back (or past kMaxLogs in one hook)
+  Counter log_ring_full;    // LOG records lost because the control thread had not drained the ring
   std::array<Counter, static_cast<size_t>(net::DropReason::kCount)> drops;
 
   void drop(net::DropReason r, uint64_t n = 1) { drops[static_cast<size_t>(r)].add(n); }
@@ -95,6 +98,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   std::array<ArpRequestSlot, 64> arp_requests{};
   uint64_t icmp_credit = 0;  // token bucket, in TSC cycles
   uint64_t icmp_last_tsc = 0;
+  uint64_t log_credit = 0;  // LOG records' token bucket, in TSC cycles
+  uint64_t log_last_tsc = 0;
   uint64_t idle_polls = 0;
 
   // Stateful forwarding: this worker's flows, its NAT port slice, and the

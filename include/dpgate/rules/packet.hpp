@@ -1,5 +1,5 @@
 // What rule evaluation reads (a packet's metadata plus its conntrack view)
-// and writes (verdict, NAT binding, marks, matched rules), and the state
+// and writes (verdict, NAT binding, marks, matched rules, LOG rules passed), and the state
 // interface stateful matches go through. Shared by the interpreter, the
 // compiled Program and the data plane, which fills Packet per packet.
 #pragma once
@@ -60,6 +60,16 @@ struct Packet {
 enum class Action : uint8_t { kAccept, kDrop, kReject };
 
 constexpr size_t kMaxMatched = 32;
+constexpr size_t kMaxLogs = 4;
+
+// A LOG rule the packet passed. LOG does not end the traversal (xt_LOG
+// returns XT_CONTINUE); the caller writes the record. `target` points into
+// the evaluator's Ruleset or Program and lives as long as it does.
+struct LogHit {
+  uint32_t rule = 0;  // rule id (Ruleset order)
+  uint32_t mark = 0;  // the packet mark when the rule ran (LOG prints MARK=)
+  const LogTarget* target = nullptr;
+};
 
 // The outcome of one hook (all its tables) for one packet.
 struct HookResult {
@@ -76,12 +86,23 @@ struct HookResult {
   uint16_t matched_count = 0;
   bool matched_overflow = false;
   std::array<uint32_t, kMaxMatched> matched{};
+  // LOG rules passed, in order; more than kMaxLogs sets logs_overflow.
+  uint8_t log_count = 0;
+  bool logs_overflow = false;
+  std::array<LogHit, kMaxLogs> logs{};
 
   void add_matched(uint32_t id) {
     if (matched_count < kMaxMatched) {
       matched[matched_count++] = id;
     } else {
       matched_overflow = true;
+    }
+  }
+  void add_log(uint32_t id, uint32_t mark, const LogTarget& t) {
+    if (log_count < kMaxLogs) {
+      logs[log_count++] = {id, mark, &t};
+    } else {
+      logs_overflow = true;
     }
   }
   bool operator==(const HookResult& o) const;
