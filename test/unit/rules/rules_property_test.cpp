@@ -1,5 +1,6 @@
 // Random rulesets x random packets: the compiled Program and the rule-by-rule
-// interpreter must give the same verdict, NAT, marks and matched rules.
+// interpreter must give the same verdict, NAT, marks, matched rules and LOG
+// rules passed.
 // Fixed seed (DPGATE_PROPERTY_SEED overrides); the seed is printed on failure.
 #include <catch2/catch.hpp>
 
@@ -157,7 +158,8 @@ std::string random_ruleset(Gen& g) {
          "-j MARK --or-mark 0x4000", "-j LOG", "-j CONNMARK --save-mark"},
         "F");
   table("mangle", {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
-        {"-j ACCEPT", "-j RETURN", "", "-j MARK --xor-mark 0x4000", "-j CONNMARK --set-mark 0x7"},
+        {"-j ACCEPT", "-j RETURN", "", "-j MARK --xor-mark 0x4000", "-j CONNMARK --set-mark 0x7",
+         "-j LOG --log-prefix \"m: \" --log-level 6"},
         "M");
   // nat: DNAT only where PREROUTING/OUTPUT reach, SNAT/MASQUERADE only from POSTROUTING.
   out << "*nat\n:DN0 - [0:0]\n:DN1 - [0:0]\n:SN0 - [0:0]\n";
@@ -174,7 +176,8 @@ std::string random_ruleset(Gen& g) {
   for (const char* c : {"DN0", "DN1"}) {
     int n = int(g.below(6));
     for (int k = 0; k < n; ++k) {
-      out << "-A " << c << random_rule(g, c, {"-j DNAT --to-destination 10.8.0.1", "-j RETURN", "-j MARK --or-mark 0x4000", ""}) << "\n";
+      out << "-A " << c << random_rule(g, c, {"-j DNAT --to-destination 10.8.0.1", "-j RETURN", "-j MARK --or-mark 0x4000", "",
+                                               "-j LOG --log-tcp-sequence"}) << "\n";
     }
     if (g.chance(50)) out << "-A " << c << " -p tcp -j DNAT --to-destination 10.8.0.2:8080\n";
   }
@@ -220,7 +223,7 @@ TEST_CASE("the compiled Program agrees with the interpreter on random rulesets a
   uint64_t seed = 20240601;
   if (const char* s = std::getenv("DPGATE_PROPERTY_SEED")) seed = std::strtoull(s, nullptr, 0);
   Gen g(seed);
-  int rulesets = 0, packets = 0, hashed = 0, classified = 0;
+  int rulesets = 0, packets = 0, hashed = 0, classified = 0, logged = 0;
   for (int round = 0; round < 300; ++round) {
     const uint64_t case_seed = seed * 1000003 + uint64_t(round);
     Gen cg(case_seed);
@@ -250,13 +253,17 @@ TEST_CASE("the compiled Program agrees with the interpreter on random rulesets a
       REQUIRE(int(a.action) == int(b.action));
       REQUIRE(a.matched_count == b.matched_count);
       for (size_t q = 0; q < a.matched_count; ++q) REQUIRE(a.matched[q] == b.matched[q]);
-      REQUIRE(a == b);
+      REQUIRE(a.log_count == b.log_count);
+      REQUIRE(a == b);  // also the LOG rules passed, with the mark each saw
+      logged += a.log_count;
       ++packets;
     }
     ++rulesets;
   }
   WARN("property: " << rulesets << " rulesets, " << packets << " packets; " << hashed
-                    << " rules in hash segments, " << classified << " in classifier segments");
+                    << " rules in hash segments, " << classified << " in classifier segments; " << logged
+                    << " LOG rules passed");
   CHECK(hashed > 0);
   CHECK(classified > 0);
+  CHECK(logged > 0);
 }
