@@ -8,20 +8,26 @@
 # packet the SYN of a flow never seen, DNATed by the KUBE-SVC chains).
 # Usage: perf/zero-loss.sh [--services N[,N...]] [--new-conn] [--repeats R] [--proto tcp|udp]
 #          [--size BYTES] [--flows F] [--endpoints K] [--trial SEC] [--max-time SEC]
-#          [--loss RATIO] [--retries N] [--max-flows N] [--ring LOG2] [--gen-arg ARG]... [--json FILE]
+#          [--loss RATIO] [--retries N] [--max-flows N] [--ring LOG2] [--syn-timeout SEC]
+#          [--nice N] [--gen-arg ARG]... [--json FILE]
 #          [--build DIR] [--dpgate BIN] [--gen BIN]
 #   --services   comma list; 0 = plain routing, no rules (default 0). Repeats interleave them.
-#   --new-conn   every packet a new TCP flow (needs services); else --flows established flows
+#   --new-conn   every packet a new TCP flow (a SYN); else --flows established flows (ACKs, or UDP)
 #   --trial      seconds per trial (default 3); --max-time bounds one search (default 60)
 #   --ring       memif ring size, log2 (default 12: 4096 slots, the DUT's RX queue)
+#   --syn-timeout  dpgate's conntrack tcp_syn_sent timeout with --new-conn (default 2 s): the
+#                generator never answers a SYN, and netfilter's 120 s would fill the table
+#                within seconds, after which every new flow also pays an early drop
+#   --nice       run dpgate and dpgate-gen at this nice level (e.g. -10 on a machine busy with
+#                builds: a preempted poller loses packets; the table shows how much it was)
 #   --build      meson build dir to build dpgate and dpgate-gen in (default build-perf)
 set -euo pipefail
-usage() { sed -n '9,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '9,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 perf=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$perf")
 build=$root/build-perf
 services=0 new_conn=0 repeats=1 proto= size=64 flows=1024 endpoints=4 trial=3 max_time=60
-loss=0 retries=1 max_flows=1048576 ring=12 json= dpgate= gen=
+loss=0 retries=1 max_flows=1048576 ring=12 syn_timeout=2 nice=0 json= dpgate= gen=
 gen_extra=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -38,6 +44,8 @@ while [ $# -gt 0 ]; do
     --retries) retries=$2; shift ;;
     --max-flows) max_flows=$2; shift ;;
     --ring) ring=$2; shift ;;
+    --syn-timeout) syn_timeout=$2; shift ;;
+    --nice) nice=$2; shift ;;
     --gen-arg) gen_extra+=("$2"); shift ;;
     --json) json=$2; shift ;;
     --build) build=$2; shift ;;
@@ -86,7 +94,8 @@ worker_tid() {
 
 # run_one SERVICES REPEAT: one dpgate, one search; appends a JSON line to $work/results.jsonl.
 run_one() {
-  local svc=$1 rep=$2 prefix=$tag-$1-$2 rules_line= dst_args=()
+  local svc=$1 rep=$2 prefix=$tag-$1-$2 rules_line= dst_args=() ct_timeouts=
+  [ "$new_conn" -eq 1 ] && ct_timeouts=" timeouts = { tcp_syn_sent = $syn_timeout; };"
   rm -f "$work"/*.sock
   if [ "$svc" -gt 0 ]; then
     python3 "$perf/gen-rules.py" "$work/svc$svc.rules" --services "$svc" --endpoints "$endpoints"
@@ -105,13 +114,13 @@ ports = (
 );
 routes = ( { prefix = "198.18.1.0/24"; gateway = "198.18.101.2"; port = "wan"; } );
 neighbours = ( { address = "198.18.101.2"; mac = "02:00:00:00:01:02"; port = "wan"; } );
-conntrack = { max_flows = $max_flows; };
+conntrack = { max_flows = $max_flows;$ct_timeouts };
 control = { socket = "$work/dpgate.sock"; metrics = ""; };
 $rules_line
 CONF
   local eal_log=(--log-level=lib.eal:warning --log-level=pmd.net.memif:warning)
   # dpgate's worker on CPU 1, its (sleeping) control thread and the generator on CPU 0.
-  "$dpgate" --no-huge --no-pci -m 1024 --file-prefix "$prefix-dut" "${eal_log[@]}" --lcores 0@0,1@1 \
+  nice -n "$nice" "$dpgate" --no-huge --no-pci -m 1024 --file-prefix "$prefix-dut" "${eal_log[@]}" --lcores 0@0,1@1 \
     -- -c "$work/dpgate.conf" >"$work/dpgate-$svc-$rep.log" 2>&1 &
   dp_pid=$!
   local i
@@ -130,19 +139,28 @@ CONF
   local wtid s0 s1 t0 t1
   wtid=$(worker_tid "$dp_pid")
   s0=$(schedstat "$dp_pid" "$wtid") t0=$(date +%s.%N)
-  "$gen" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" "${eal_log[@]}" --lcores 0@0 \
+  nice -n "$nice" "$gen" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" "${eal_log[@]}" --lcores 0@0 \
     --vdev "net_memif0,role=client,socket=$work/lan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:00:02" \
     --vdev "net_memif1,role=client,socket=$work/wan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:01:02" \
     -- --tx-port 0 --rx-port 1 --dst-mac 02:00:00:00:00:01 --proto "$proto" --size "$size" \
     "${mode_args[@]}" "${dst_args[@]}" --search --duration "$trial" --max-time "$max_time" \
-    --loss "$loss" --retries "$retries" "${gen_extra[@]}" >"$work/gen-$svc-$rep.out" 2>"$work/gen-$svc-$rep.err" &
+    --loss "$loss" --retries "$retries" --hold "${gen_extra[@]}" >"$work/gen-$svc-$rep.out" 2>"$work/gen-$svc-$rep.err" &
   gen_pid=$!
-  local rc=0
-  wait "$gen_pid" || rc=$?
-  gen_pid=
+  # --hold: the generator stays connected after its last line until dpgate
+  # has stopped (a memif client leaving under dpgate's polling worker can crash it).
+  while kill -0 "$gen_pid" 2>/dev/null && ! grep -q '"kind":"search"' "$work/gen-$svc-$rep.out"; do sleep 0.2; done
   s1=$(schedstat "$dp_pid" "$wtid") t1=$(date +%s.%N)
   stop "$dp_pid"
   dp_pid=
+  local rc=0
+  for i in $(seq 1 50); do kill -0 "$gen_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$gen_pid" 2>/dev/null; then
+    echo "zero-loss.sh: dpgate-gen did not leave when dpgate stopped; stopping it" >&2
+    stop "$gen_pid"
+  else
+    wait "$gen_pid" 2>/dev/null || rc=$?
+  fi
+  gen_pid=
   rm -rf /var/run/dpdk/"$prefix"-*
   if [ "$rc" -ne 0 ] || ! tail -1 "$work/gen-$svc-$rep.out" | grep -q '"kind":"search"'; then
     echo "zero-loss.sh: dpgate-gen failed (rc $rc):" >&2
@@ -159,21 +177,22 @@ for line in open(sys.argv[1]):
     lat = t["latency_us"] or {}
     print(f"zero-loss.sh:   trial {t['trial']:2}: target {t['target_pps'] / 1e6:7.4f} Mpps, offered {t['offered_pps'] / 1e6:7.4f},"
           f" received {t['rx_pps'] / 1e6:7.4f}, lost {t['lost']:>8} ({t['loss_ratio']:.1e}),"
-          f" p99 {lat.get('p99', 0):9.1f} us: {'pass' if t['pass'] else 'FAIL'}")
+          f" p99 {lat.get('p99', 0):9.1f} us: {'pass' if t['pass'] else 'FAIL'}"
+          f"{' (generator behind: ' + str(t['skipped']) + ' skipped)' if t['generator_limited'] else ''}")
 PY
   # dpgate's own view: drops by reason and conntrack, from its final counters.
   local drops ct
   drops=$(sed -n 's/^  drops: //p' "$work/dpgate-$svc-$rep.log" | head -1)
   ct=$(sed -n 's/^  conntrack: //p' "$work/dpgate-$svc-$rep.log" | head -1)
   python3 - "$work/gen-$svc-$rep.out" "$svc" "$rep" "$new_conn" "$proto" "$size" "$s0" "$s1" "$t0" "$t1" \
-    "$drops" "$ct" "$ring" >>"$work/results.jsonl" <<'PY'
+    "$drops" "$ct" "$ring" "$nice" >>"$work/results.jsonl" <<'PY'
 import json, sys
-out, svc, rep, new_conn, proto, size, s0, s1, t0, t1, drops, ct, ring = sys.argv[1:]
+out, svc, rep, new_conn, proto, size, s0, s1, t0, t1, drops, ct, ring, nice = sys.argv[1:]
 search = json.loads(open(out).read().strip().splitlines()[-1])
 run0, wait0 = map(int, s0.split()); run1, wait1 = map(int, s1.split())
 wall = float(t1) - float(t0)
 print(json.dumps({"services": int(svc), "repeat": int(rep), "mode": "new-conn" if new_conn == "1" else "established",
-                  "proto": proto, "size": int(size), "memif_ring": 1 << int(ring), "search": search,
+                  "proto": proto, "size": int(size), "memif_ring": 1 << int(ring), "nice": int(nice), "search": search,
                   "dpgate_worker": {"cpu_share": round((run1 - run0) / 1e9 / wall, 3),
                                     "preempted": round((wait1 - wait0) / 1e9 / wall, 3)},
                   "dpgate_drops": drops, "dpgate_conntrack": ct}))
@@ -204,8 +223,7 @@ for svc, rs in by.items():
     med[svc] = statistics.median(rates)
     best = max(rs, key=lambda r: r["search"]["zero_loss_pps"])
     lat = best["search"].get("latency_us") or {}
-    lim = " (generator-limited)" if any(r["search"].get("generator_limited") for r in rs) else ""
-    print(f"| {svc} | {rs[0]['mode']} {rs[0]['proto']} | {rs[0]['size']} B | {med[svc]:.4f} [{min(rates):.4f}-{max(rates):.4f}]{lim} "
+    print(f"| {svc} | {rs[0]['mode']} {rs[0]['proto']} | {rs[0]['size']} B | {med[svc]:.4f} [{min(rates):.4f}-{max(rates):.4f}] "
           f"| {lat.get('p50', 0):.1f} / {lat.get('p99', 0):.1f} / {lat.get('max', 0):.1f} "
           f"| {sum(r['search']['trials'] for r in rs)} | {max(r['dpgate_worker']['preempted'] for r in rs):.0%} |")
 svcs = list(by)

@@ -2,8 +2,9 @@
 # Smoke run of dpgate-gen against dpgate (a few seconds; asserts nothing about
 # speed): dpgate with kube-proxy rules for 10 services serves two net_memif
 # ports, dpgate-gen sends a low-rate TCP mix (new flows and established ones)
-# for 2 s, then runs a two-trial search; checks that frames came back DNATed,
-# that the latency figures are there, and that nothing is left behind.
+# for 2 s, then, against a fresh dpgate, runs a short zero-loss search; checks
+# that frames came back DNATed, that the latency figures are there, and that
+# nothing is left behind.
 # Usage: perf/gen/smoke.sh DPGATE_BINARY DPGATE_GEN_BINARY
 # Prints "test cases: N | N passed | N failed" (scripts/test-summary.py counts it).
 set -euo pipefail
@@ -13,15 +14,19 @@ perf=$(cd "$(dirname "$0")/.." && pwd)
 dpgate=$1 gen=$2
 work=$(mktemp -d /tmp/dpggen.XXXXXX)
 tag=dpggen$$
-dp_pid=
+dp_pid= gen_pid=
+stop_rc=0
+stop() {  # stop PID: SIGINT, SIGKILL after 5 s; its exit status in stop_rc
+  stop_rc=0
+  [ -n "$1" ] || return 0
+  kill -INT "$1" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || stop_rc=$?
+}
 cleanup() {
-  if [ -n "$dp_pid" ]; then
-    kill -INT "$dp_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$dp_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$dp_pid" 2>/dev/null || true
-    wait "$dp_pid" 2>/dev/null || true
-    dp_pid=
-  fi
+  stop "$gen_pid"
+  stop "$dp_pid"
   rm -rf "$work" /var/run/dpdk/"$tag"-*
 }
 trap cleanup EXIT INT TERM
@@ -49,48 +54,73 @@ control = { socket = "$work/dpgate.sock"; metrics = ""; };
 rules = "$work/svc.rules";
 CONF
 log=(--log-level=lib.eal:warning --log-level=pmd.net.memif:warning)
-"$dpgate" --no-huge --no-pci -m 512 --file-prefix "$tag-dut" "${log[@]}" --lcores 0@0,1@1 \
-  -- -c "$work/dpgate.conf" >"$work/dpgate.log" 2>&1 &
-dp_pid=$!
-for _ in $(seq 1 300); do
-  grep -q "dpgate: running" "$work/dpgate.log" && break
-  kill -0 "$dp_pid" 2>/dev/null || break
-  sleep 0.1
-done
-check "dpgate starts with two memif server ports" grep -q "dpgate: running" "$work/dpgate.log"
 
-gen_run() {  # gen_run OUT ARGS...: dpgate-gen as the memif client of both ports
-  local out=$1
+# session NAME ARGS...: starts dpgate, runs dpgate-gen --hold with ARGS until
+# its last line is out, stops dpgate, then the generator (it leaves when the
+# link goes down: a memif client leaving under a polling server can crash it).
+# Writes NAME.out (generator stdout), NAME.err, NAME.dpgate.log.
+session() {
+  local name=$1
   shift
-  timeout 60 "$gen" --no-huge --no-pci -m 256 --file-prefix "$tag-gen" "${log[@]}" --lcores 0@0 \
+  rm -f "$work"/*.sock
+  "$dpgate" --no-huge --no-pci -m 512 --file-prefix "$tag-dut" "${log[@]}" --lcores 0@0,1@1 \
+    -- -c "$work/dpgate.conf" >"$work/$name.dpgate.log" 2>&1 &
+  dp_pid=$!
+  for _ in $(seq 1 300); do
+    grep -q "dpgate: running" "$work/$name.dpgate.log" && break
+    kill -0 "$dp_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q "dpgate: running" "$work/$name.dpgate.log" || { cat "$work/$name.dpgate.log"; return 1; }
+  "$gen" --no-huge --no-pci -m 256 --file-prefix "$tag-gen" "${log[@]}" --lcores 0@0 \
     --vdev "$(memif 0 client lan 02:00:00:00:00:02)" --vdev "$(memif 1 client wan 02:00:00:00:01:02)" \
-    -- --proto tcp --services 10 "$@" >"$out" 2>"$out.err"
+    -- --proto tcp --services 10 --hold "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  gen_pid=$!
+  for _ in $(seq 1 600); do
+    grep -q '"kind":"\(result\|search\)"' "$work/$name.out" && break
+    kill -0 "$gen_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  stop "$dp_pid"
+  dp_pid=
+  echo "$stop_rc" >"$work/$name.dpgate.rc"
+  local rc=0
+  for _ in $(seq 1 50); do kill -0 "$gen_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$gen_pid" 2>/dev/null && stop "$gen_pid"
+  wait "$gen_pid" || rc=$?
+  gen_pid=
+  rm -rf /var/run/dpdk/"$tag"-*
+  cat "$work/$name.out" "$work/$name.err"
+  return "$rc"
 }
-check "dpgate-gen runs 2 s at 5000 pps and prints a result" \
-  gen_run "$work/run.out" --flows 256 --new-ratio 0.25 --rate 5000 --duration 2 --progress
-cat "$work/run.out" "$work/run.out.err"
-result() {  # result FILE PYTHON-EXPRESSION over r (the last JSON line)
+result() {  # result NAME PYTHON-EXPRESSION over r (the last JSON line of NAME.out)
   python3 -c "
 import json, sys
-r = json.loads(open('$1').read().strip().splitlines()[-1])
+r = json.loads(open('$work/$1.out').read().strip().splitlines()[-1])
 sys.exit(0 if ($2) else 1)" 2>/dev/null
 }
+
+check "dpgate-gen runs 2 s at 5000 pps against dpgate and exits when dpgate stops" \
+  session run --flows 256 --new-ratio 0.25 --rate 5000 --duration 2 --progress
+check "dpgate started with two memif server ports" grep -q "dpgate: running" "$work/run.dpgate.log"
 check "it offered 10000 frames and most came back" \
-  result "$work/run.out" "r['kind'] == 'result' and r['offered'] == 10000 and r['received'] >= 5000"
-check "frames came back DNATed to the service endpoints" \
-  result "$work/run.out" "r['translated'] == r['received'] > 0"
-check "a quarter of the frames opened new flows" result "$work/run.out" "r['new_flows'] == 2500"
+  result run "r['kind'] == 'result' and r['offered'] == 10000 and r['received'] >= 5000"
+check "frames came back DNATed to the service endpoints" result run "r['translated'] == r['received'] > 0"
+check "a quarter of the frames opened new flows" result run "r['new_flows'] == 2500"
 check "latency min/avg/p50/p99/max are present and ordered" \
-  result "$work/run.out" "(lambda l: 0 < l['min'] <= l['p50'] <= l['p99'] <= l['max'] and l['min'] <= l['avg'] <= l['max'] and l['samples'] == r['received'])(r['latency_us'])"
-check "per-second lines were printed" bash -c "grep -c '\"kind\":\"second\"' '$work/run.out' | grep -qv '^0$'"
+  result run "(lambda l: 0 < l['min'] <= l['p50'] <= l['p99'] <= l['max'] and l['min'] <= l['avg'] <= l['max'] and l['samples'] == r['received'])(r['latency_us'])"
+check "per-second lines were printed" grep -q '"kind":"second"' "$work/run.out"
+check "dpgate counted the DNAT flows" grep -q "conntrack: flows [1-9]" "$work/run.dpgate.log"
+check "dpgate stopped cleanly on SIGINT" grep -qx 0 "$work/run.dpgate.rc"
+
 check "the zero-loss search runs its trials and reports" \
-  gen_run "$work/search.out" --new-ratio 1 --search --search-max 5000 --max-trials 3 --duration 0.5 --pause-ms 50
-cat "$work/search.out"
+  session search --new-ratio 1 --search --search-max 5000 --max-trials 3 --duration 0.5 --pause-ms 50
 search_ok() {
-  result "$work/search.out" "r['kind'] == 'search' and 1 <= r['trials'] <= 3 and 'zero_loss_pps' in r" &&
-    [ "$(grep -c '"kind":"trial"' "$work/search.out")" -ge 1 ]
+  result search "r['kind'] == 'search' and 1 <= r['trials'] <= 3 and 'zero_loss_pps' in r" &&
+    grep -q '"kind":"trial"' "$work/search.out"
 }
 check "the search line has the rate and the trial count, after a line per trial" search_ok
+
 bad_option() {
   local out
   if out=$("$gen" --no-huge --no-pci -m 64 --file-prefix "$tag-bad" "${log[@]}" --vdev net_null0 -- --proto sctp 2>&1); then
@@ -99,10 +129,6 @@ bad_option() {
   grep -q "expected tcp or udp" <<<"$out"
 }
 check "dpgate-gen rejects a bad option with a message" bad_option
-kill -INT "$dp_pid"
-wait "$dp_pid" 2>/dev/null || true
-dp_pid=
-check "dpgate counted the DNAT flows" grep -q "conntrack: flows [1-9]" "$work/dpgate.log"
 rm -rf /var/run/dpdk/"$tag"-*
 check "no DPDK runtime directory of the run is left" bash -c "! ls -d /var/run/dpdk/$tag-* 2>/dev/null | grep -q ."
 echo "test cases: $((passed + failed)) | $passed passed | $failed failed"
