@@ -1,11 +1,27 @@
 #include "dpgate/control/commands.hpp"
 
+#include <charconv>
 #include <optional>
 
 #include "dpgate/conntrack/format.hpp"
 #include "dpgate/net/addr.hpp"
 
 namespace dpgate::control {
+
+namespace {
+
+// A decimal number up to `max`. Anything else (a sign, a space, more digits
+// than fit) is nullopt, never an exception: a handler that throws takes the
+// daemon down with it.
+std::optional<uint32_t> parse_decimal(const std::string& text, uint32_t max) {
+  uint32_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc{} || ptr != end || value > max) return std::nullopt;
+  return value;
+}
+
+}  // namespace
 
 std::variant<ConntrackCommand, std::string> parse_conntrack_args(
     const std::vector<std::string>& args) {
@@ -39,9 +55,8 @@ std::variant<ConntrackCommand, std::string> parse_conntrack_args(
         cmd.filter.proto = 17;
       } else if (*v == "icmp") {
         cmd.filter.proto = 1;
-      } else if (!v->empty() && v->find_first_not_of("0123456789") == std::string::npos &&
-                 std::stoul(*v) < 256) {
-        cmd.filter.proto = static_cast<uint8_t>(std::stoul(*v));
+      } else if (auto number = parse_decimal(*v, 255)) {
+        cmd.filter.proto = static_cast<uint8_t>(*number);
       } else {
         return "unknown protocol '" + *v + "'";
       }
@@ -67,11 +82,9 @@ std::variant<ConntrackCommand, std::string> parse_conntrack_args(
     } else if (a == "--sport" || a == "--orig-port-src" || a == "--dport" ||
                a == "--orig-port-dst") {
       auto v = value();
-      if (!v || v->empty() || v->find_first_not_of("0123456789") != std::string::npos ||
-          std::stoul(*v) > 65535) {
-        return a + " needs a port number";
-      }
-      const auto port = net::to_be16(static_cast<uint16_t>(std::stoul(*v)));
+      auto number = v ? parse_decimal(*v, 65535) : std::nullopt;
+      if (!number) return a + " needs a port number";
+      const auto port = net::to_be16(static_cast<uint16_t>(*number));
       (a == "--sport" || a == "--orig-port-src" ? cmd.filter.orig_sport : cmd.filter.orig_dport) =
           port;
     } else if (a == "-m" || a == "--mark") {

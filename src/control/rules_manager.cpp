@@ -238,16 +238,18 @@ std::pair<bool, std::string> RulesManager::list(const std::string& table, const 
       if (const size_t at = spec.find(jump); at != std::string::npos) spec.erase(at, jump.size());
       while (!spec.empty() && spec.front() == ' ') spec.erase(0, 1);
       while (!spec.empty() && spec.back() == ' ') spec.pop_back();
-      char row[512];
       const std::string proto = r.proto == 0 ? "all" : r.proto == 6 ? "tcp" : r.proto == 17 ? "udp" : r.proto == 1 ? "icmp" : std::to_string(r.proto);
       const rules::Counters counters = r.counters.value_or(rules::Counters{});
-      std::snprintf(row, sizeof row, "%s %s %-10s %-4s %-3s %-6s %-6s %-20s %-20s %s\n",
+      // The fixed columns are short; the rest is the rule's whole spec, which
+      // comments and string patterns make as long as they like.
+      char columns[256];
+      std::snprintf(columns, sizeof columns, "%s %s %-10s %-4s %-3s %-6s %-6s %-20s %-20s ",
                     human(counters.packets, exact).c_str(), human(counters.bytes, exact).c_str(),
                     target_name(rs, r).c_str(), ((r.inv_proto ? "!" : "") + proto).c_str(),
                     r.fragment ? (r.inv_fragment ? "!f" : "-f") : "--", iface_text(r.in, r.inv_in).c_str(),
                     iface_text(r.out, r.inv_out).c_str(), net_text(r.src, r.inv_src).c_str(),
-                    net_text(r.dst, r.inv_dst).c_str(), spec.c_str());
-      out += row;
+                    net_text(r.dst, r.inv_dst).c_str());
+      out += columns + spec + "\n";
     }
   }
   if (!found) return {false, "no chain '" + chain + "' in table " + rules::table_name(*t)};

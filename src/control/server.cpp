@@ -187,14 +187,15 @@ void ControlServer::handle_input(Client& c) {
   for (;;) {
     if (!c.have_header) {
       const size_t nl = c.in.find('\n');
-      if (nl == std::string::npos) {
-        if (c.in.size() > kMaxRequestLine) {
-          ++errors_;
-          c.out += frame_reply(Reply::error("request line longer than " + std::to_string(kMaxRequestLine) + " bytes\n"));
-          c.close_after_write = true;
-        }
+      // The limit holds however the line was split into reads: one that
+      // arrived whole with its newline is refused like one still arriving.
+      if ((nl == std::string::npos ? c.in.size() : nl) > kMaxRequestLine) {
+        ++errors_;
+        c.out += frame_reply(Reply::error("request line longer than " + std::to_string(kMaxRequestLine) + " bytes\n"));
+        c.close_after_write = true;
         return;
       }
+      if (nl == std::string::npos) return;
       auto parsed = parse_request_line(c.in.substr(0, nl));
       c.in.erase(0, nl + 1);
       if (auto* err = std::get_if<std::string>(&parsed)) {

@@ -108,6 +108,18 @@ TEST_CASE("an oversize request line is refused and the connection closed") {
   CHECK_THAT(out, Catch::StartsWith("error ") && Catch::Contains("longer than"));
 }
 
+TEST_CASE("an oversize request line is refused even when it arrives whole with its newline") {
+  const std::string path = temp_socket();
+  auto server = make_server(path);
+  const std::string arg(kMaxRequestLine - 5, 'a');  // "echo " + arg: the longest line allowed
+  const std::string out = with_server(*server, [&] {
+    return raw_exchange(path, "echo " + arg + "\necho " + arg + "a\necho after\n");
+  });
+  CHECK(out == "ok " + std::to_string(arg.size() + 2) + "\n" + arg + ",|" +
+                   "error 36\nrequest line longer than 4096 bytes\n");
+  CHECK(server->requests() == 1);
+}
+
 TEST_CASE("two requests in one write get two replies in order") {
   const std::string path = temp_socket();
   auto server = make_server(path);
