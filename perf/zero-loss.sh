@@ -14,20 +14,21 @@
 #   --services   comma list; 0 = plain routing, no rules (default 0). Repeats interleave them.
 #   --new-conn   every packet a new TCP flow (a SYN); else --flows established flows (ACKs, or UDP)
 #   --trial      seconds per trial (default 3); --max-time bounds one search (default 60)
-#   --ring       memif ring size, log2 (default 12: 4096 slots, the DUT's RX queue)
-#   --syn-timeout  dpgate's conntrack tcp_syn_sent timeout with --new-conn (default 2 s): the
+#   --ring       memif ring size, log2 (default 14: 16384 slots, the most memif has)
+#   --syn-timeout  dpgate's conntrack tcp_syn_sent timeout with --new-conn (default 1 s): the
 #                generator never answers a SYN, and netfilter's 120 s would fill the table
 #                within seconds, after which every new flow also pays an early drop
-#   --nice       run dpgate and dpgate-gen at this nice level (e.g. -10 on a machine busy with
-#                builds: a preempted poller loses packets; the table shows how much it was)
+#   --nice       run dpgate and dpgate-gen in sessions of their own at this nice level (e.g. -10
+#                on a machine busy with builds: a preempted poller loses packets; the table
+#                shows how much the worker still waited)
 #   --build      meson build dir to build dpgate and dpgate-gen in (default build-perf)
 set -euo pipefail
-usage() { sed -n '9,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '9,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 perf=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$perf")
 build=$root/build-perf
 services=0 new_conn=0 repeats=1 proto= size=64 flows=1024 endpoints=4 trial=3 max_time=60
-loss=0 retries=1 max_flows=1048576 ring=12 syn_timeout=2 nice=0 json= dpgate= gen=
+loss=0 retries=1 max_flows=2097152 ring=14 syn_timeout=1 nice=0 json= dpgate= gen=
 gen_extra=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -83,6 +84,23 @@ if [ -z "$dpgate" ] || [ -z "$gen" ]; then
   dpgate=${dpgate:-$build/dpgate} gen=${gen:-$build/dpgate-gen}
 fi
 
+# With --nice, dpgate and the generator each start a session of their own
+# (setsid): the kernel's autogroup scheduling shares a CPU between sessions
+# first, so a process's nice only matters inside its session; the session's
+# autogroup gets the nice level instead (root only, undone when it exits).
+launch=
+[ "$nice" -eq 0 ] || launch="setsid nice -n $nice"
+prioritise() {  # prioritise PID: once PID has its own session, give that autogroup $nice
+  local i
+  [ "$nice" -ne 0 ] || return 0
+  for i in $(seq 1 100); do
+    [ "$(ps -o sid= -p "$1" 2>/dev/null | tr -d ' ')" = "$1" ] && break
+    sleep 0.02
+  done
+  # Never the script's own autogroup: only a session the PID leads.
+  [ "$(ps -o sid= -p "$1" 2>/dev/null | tr -d ' ')" = "$1" ] && echo "$nice" >"/proc/$1/autogroup" 2>/dev/null || true
+}
+
 # schedstat TID: "run_ns wait_ns" of one thread.
 schedstat() { awk '{print $1, $2}' "/proc/$1/task/$2/schedstat" 2>/dev/null || echo "0 0"; }
 worker_tid() {
@@ -120,9 +138,10 @@ $rules_line
 CONF
   local eal_log=(--log-level=lib.eal:warning --log-level=pmd.net.memif:warning)
   # dpgate's worker on CPU 1, its (sleeping) control thread and the generator on CPU 0.
-  nice -n "$nice" "$dpgate" --no-huge --no-pci -m 1024 --file-prefix "$prefix-dut" "${eal_log[@]}" --lcores 0@0,1@1 \
+  $launch "$dpgate" --no-huge --no-pci -m 1024 --file-prefix "$prefix-dut" "${eal_log[@]}" --lcores 0@0,1@1 \
     -- -c "$work/dpgate.conf" >"$work/dpgate-$svc-$rep.log" 2>&1 &
   dp_pid=$!
+  prioritise "$dp_pid"
   local i
   for i in $(seq 1 600); do
     grep -q "dpgate: running" "$work/dpgate-$svc-$rep.log" && break
@@ -139,13 +158,14 @@ CONF
   local wtid s0 s1 t0 t1
   wtid=$(worker_tid "$dp_pid")
   s0=$(schedstat "$dp_pid" "$wtid") t0=$(date +%s.%N)
-  nice -n "$nice" "$gen" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" "${eal_log[@]}" --lcores 0@0 \
+  $launch "$gen" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" "${eal_log[@]}" --lcores 0@0 \
     --vdev "net_memif0,role=client,socket=$work/lan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:00:02" \
     --vdev "net_memif1,role=client,socket=$work/wan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:01:02" \
     -- --tx-port 0 --rx-port 1 --dst-mac 02:00:00:00:00:01 --proto "$proto" --size "$size" \
     "${mode_args[@]}" "${dst_args[@]}" --search --duration "$trial" --max-time "$max_time" \
     --loss "$loss" --retries "$retries" --hold "${gen_extra[@]}" >"$work/gen-$svc-$rep.out" 2>"$work/gen-$svc-$rep.err" &
   gen_pid=$!
+  prioritise "$gen_pid"
   # --hold: the generator stays connected after its last line until dpgate
   # has stopped (a memif client leaving under dpgate's polling worker can crash it).
   while kill -0 "$gen_pid" 2>/dev/null && ! grep -q '"kind":"search"' "$work/gen-$svc-$rep.out"; do sleep 0.2; done
