@@ -2,16 +2,21 @@
 # Builds the libFuzzer targets with clang++ (ASan + UBSan, libraries
 # instrumented for coverage) in build-fuzz/ and runs each for a bounded time.
 # Usage: scripts/fuzz.sh [--seeds] [--time SECONDS] [FUZZER...]
-#   FUZZER        packet_parse_fuzz pipeline_fuzz config_fuzz rules_fuzz (default: all)
+#   FUZZER        packet_parse_fuzz pipeline_fuzz config_fuzz rules_fuzz control_fuzz
+#                 (default: all)
 #   --time N      seconds per fuzzer (default 45; the meson tests' bound)
 #   --seeds       rewrite the generated seeds first (packet, pipeline: make_seeds;
 #                 rules: rules_seeds.py from ../shared/fixtures and the oracle corpus)
 # Ends with "N passed, N failed" like scripts/test.sh. Found crashes are under
 # build-fuzz/test/fuzz/work/<corpus>/artifacts/.
+# Longer runs: --time 3600 (an hour per fuzzer), e.g. scripts/fuzz.sh --time 3600
+# control_fuzz. What a run finds is kept in build-fuzz/test/fuzz/work/<corpus>/corpus/
+# and the next run starts from it, so runs add up. A crash reproduces alone with
+# build-fuzz/test/fuzz/FUZZER ARTIFACT (seeds are in test/fuzz/corpus/<corpus>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '5,10s/^# \{0,1\}//p' "$0"; exit 2; }
+usage() { sed -n '4,15s/^# \{0,1\}//p' "$0"; exit 2; }
 seconds=
 seeds=0
 fuzzers=()
@@ -24,7 +29,7 @@ while [ $# -gt 0 ]; do
     *) fuzzers+=("$1"); shift ;;
   esac
 done
-all=(packet_parse_fuzz pipeline_fuzz config_fuzz rules_fuzz)
+all=(packet_parse_fuzz pipeline_fuzz config_fuzz rules_fuzz control_fuzz)
 [ ${#fuzzers[@]} -gt 0 ] || fuzzers=("${all[@]}")
 
 if [ ! -f build-fuzz/build.ninja ]; then

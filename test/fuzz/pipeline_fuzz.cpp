@@ -10,7 +10,6 @@
 // the data room is poisoned: a read or write past the frame is reported even
 // though DPDK's memory is not ASan's.
 #include <rte_eal.h>
-#include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -39,7 +38,7 @@ using Frame = std::vector<uint8_t>;
 namespace {
 
 struct Harness {
-  std::array<rte_ring*, 2> rx{}, tx{};
+  fuzz::RingPorts rings;
   std::unique_ptr<control::Runtime> runtime;
 };
 
@@ -57,13 +56,7 @@ void set_up() {
     setup_failed("rte_eal_init failed");
   }
   auto* h = new Harness;
-  const char* names[2] = {"fuzzlan", "fuzzwan"};
-  for (uint16_t p = 0; p < 2; ++p) {
-    h->rx[p] = rte_ring_create((std::string(names[p]) + "rx").c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    h->tx[p] = rte_ring_create((std::string(names[p]) + "tx").c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (h->rx[p] == nullptr || h->tx[p] == nullptr) setup_failed("rte_ring_create failed");
-    if (rte_eth_from_rings(names[p], &h->rx[p], 1, &h->tx[p], 1, 0) < 0) setup_failed("rte_eth_from_rings failed");
-  }
+  if (auto err = fuzz::open_ring_ports(h->rings)) setup_failed(*err);
   auto cfg = control::load_config_text(fuzz::kRingRouterConfig, "ring_router.hpp");
   if (auto* e = std::get_if<control::ConfigError>(&cfg)) setup_failed(e->to_string());
   auto rt = control::Runtime::create(std::get<control::Config>(cfg));
@@ -257,7 +250,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 in.meta.l3 != net::L3Kind::kIpv6;
     inputs.push_back(std::move(in));
     poisoned.push_back(m);
-    invariant(rte_ring_enqueue(h.rx[rec.port], m) == 0, "the RX ring takes the frame");
+    invariant(rte_ring_enqueue(h.rings.rx[rec.port], m) == 0, "the RX ring takes the frame");
   }
 
   // Twice: the second poll sends what waited for an ARP reply in the input.
@@ -270,7 +263,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t sent = 0;
   for (uint16_t p = 0; p < r.port_count; ++p) {
     void* obj;
-    while (rte_ring_dequeue(h.tx[p], &obj) == 0) {
+    while (rte_ring_dequeue(h.rings.tx[p], &obj) == 0) {
       auto* m = static_cast<rte_mbuf*>(obj);
       invariant(m->nb_segs == 1 && rte_pktmbuf_data_len(m) == rte_pktmbuf_pkt_len(m), "one segment per frame");
       const auto* d = rte_pktmbuf_mtod(m, const uint8_t*);

@@ -1,11 +1,18 @@
-// The router the pipeline fuzzer drives and its seeds are built for: two
-// net_ring ports with fixed MACs and addresses, and the record format that
-// packs several frames into one fuzz input. Shared by pipeline_fuzz.cpp and
-// make_seeds.cpp only; test code, control thread.
+// The router the pipeline and control fuzzers drive and the pipeline seeds
+// are built for: two net_ring ports with fixed MACs and addresses, and the
+// record format that packs several frames into one fuzz input. Shared by
+// pipeline_fuzz.cpp, control_fuzz.cpp and make_seeds.cpp only; test code,
+// control thread.
 #pragma once
 
+#include <rte_eth_ring.h>
+#include <rte_ring.h>
+
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "dpgate/net/addr.hpp"
@@ -50,6 +57,27 @@ neighbours = (
 icmp = { rate = 1000000; burst = 100000; };
 arp = { queue = 8; };
 )";
+
+// The rings behind kRingRouterConfig's two ports: the harness puts frames on
+// rx[port] for the port to receive and takes what it sent from tx[port].
+struct RingPorts {
+  std::array<rte_ring*, 2> rx{}, tx{};
+};
+
+// Creates the rings and the net_ring devices the config names ("net_ring_"
+// + fuzzlan, fuzzwan). After rte_eal_init; once per process.
+inline std::optional<std::string> open_ring_ports(RingPorts& out) {
+  const char* names[2] = {"fuzzlan", "fuzzwan"};
+  for (uint16_t p = 0; p < 2; ++p) {
+    out.rx[p] = rte_ring_create((std::string(names[p]) + "rx").c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    out.tx[p] = rte_ring_create((std::string(names[p]) + "tx").c_str(), 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (out.rx[p] == nullptr || out.tx[p] == nullptr) return std::string("rte_ring_create failed");
+    if (rte_eth_from_rings(names[p], &out.rx[p], 1, &out.tx[p], 1, 0) < 0) {
+      return std::string("rte_eth_from_rings failed");
+    }
+  }
+  return std::nullopt;
+}
 
 // A fuzz input is a list of records: [flags][len lo][len hi][len bytes of
 // frame]. flags bit 0 picks the ingress port (0 lan, 1 wan); bit 1
