@@ -196,7 +196,7 @@ for line in open(sys.argv[1]):
         continue
     lat = t["latency_us"] or {}
     print(f"zero-loss.sh:   trial {t['trial']:2}: target {t['target_pps'] / 1e6:7.4f} Mpps, offered {t['offered_pps'] / 1e6:7.4f},"
-          f" received {t['rx_pps'] / 1e6:7.4f}, lost {t['lost']:>8} ({t['loss_ratio']:.1e}),"
+          f" received {t['rx_pps'] / 1e6:7.4f}, lost {t['lost']:>8} ({t['loss_ratio']:.1e}; ring full {t['tx_full']}),"
           f" p99 {lat.get('p99', 0):9.1f} us: {'pass' if t['pass'] else 'FAIL'}"
           f"{' (generator behind: ' + str(t['skipped']) + ' skipped)' if t['generator_limited'] else ''}")
 PY
