@@ -56,8 +56,9 @@ std::variant<ApplyResult, std::string> RulesManager::apply(const std::string& te
     log_event(RTE_LOG_ERR, "rules from %s refused, running rules kept: %s%s", file.c_str(), err->c_str(), held);
   } else if (!test_only) {
     const auto& r = std::get<ApplyResult>(applied);
-    log_event(RTE_LOG_INFO, "rules generation %llu from %s: %zu rules in %zu chains%s",
-              static_cast<unsigned long long>(r.generation), file.c_str(), r.rules, r.chains, held);
+    log_event(RTE_LOG_INFO, "rules generation %llu from %s: %zu rules in %zu chains; parse %.1f ms, compile %.1f ms%s",
+              static_cast<unsigned long long>(r.generation), file.c_str(), r.rules, r.chains, r.parse_ms,
+              r.compile_ms, held);
   }
   return applied;
 }
