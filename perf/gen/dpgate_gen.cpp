@@ -516,8 +516,8 @@ class Generator {
         base_(base), tsc_hz_(rte_get_tsc_hz()) {}
 
   // Sends at `pps` (0: unpaced) for `seconds`, then drains; prints one
-  // JSON line per second with --progress. `count_as` numbers the trial in
-  // the stamps so late frames of a trial are never counted by the next.
+  // JSON line per second with --progress. `trial` goes into the stamps
+  // (low 16 bits) so late frames of a trial are never counted by the next.
   TrialResult run_trial(unsigned trial, double pps, double seconds, bool learning = false);
 
   // Every established flow once at --learn-rate (not a trial; counters dropped).

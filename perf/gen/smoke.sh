@@ -103,10 +103,11 @@ sys.exit(0 if ($2) else 1)" 2>/dev/null
 check "dpgate-gen runs 2 s at 5000 pps against dpgate and exits when dpgate stops" \
   session run --flows 256 --new-ratio 0.25 --rate 5000 --duration 2 --progress
 check "dpgate started with two memif server ports" grep -q "dpgate: running" "$work/run.dpgate.log"
-check "it offered 10000 frames and most came back" \
-  result run "r['kind'] == 'result' and r['offered'] == 10000 and r['received'] >= 5000"
+# A generator preempted for long on a busy machine skips frames (and counts them).
+check "it offered the 10000 frames due, or counted the ones it skipped, and most came back" \
+  result run "r['kind'] == 'result' and r['offered'] + r['skipped'] == 10000 and r['received'] >= r['offered'] / 2 > 0"
 check "frames came back DNATed to the service endpoints" result run "r['translated'] == r['received'] > 0"
-check "a quarter of the frames opened new flows" result run "r['new_flows'] == 2500"
+check "a quarter of the frames opened new flows" result run "abs(r['new_flows'] - r['offered'] / 4) <= 1"
 check "latency min/avg/p50/p99/max are present and ordered" \
   result run "(lambda l: 0 < l['min'] <= l['p50'] <= l['p99'] <= l['max'] and l['min'] <= l['avg'] <= l['max'] and l['samples'] == r['received'])(r['latency_us'])"
 check "per-second lines were printed" grep -q '"kind":"second"' "$work/run.out"
