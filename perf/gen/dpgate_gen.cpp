@@ -42,23 +42,26 @@ constexpr uint16_t kBurst = 32;
 constexpr uint32_t kFcs = 4;  // RFC 2544 frame sizes count the FCS; mbufs do not carry it
 constexpr uint32_t kMinFrame = 64;
 constexpr uint32_t kMaxFrame = 1518;
-constexpr uint16_t kMagic = 0xD6A7;  // high half of the stamp's first word; the low half is the trial
+constexpr uint16_t kMagic =
+    0xD6A7;  // high half of the stamp's first word; the low half is the trial
 constexpr uint8_t kTcpSyn = 0x02;
 constexpr uint8_t kTcpAck = 0x10;
 
+// clang-format off
 constexpr char kUsage[] =
     "usage: dpgate-gen [EAL options] -- [options]\n"
     "Ports (DPDK port ids, in EAL probe order):\n"
     "  --port N                 send and receive on port N\n"
-    "  --tx-port N --rx-port M  send on N, receive on M (default 0 and 1, or 0 and 0 with one port;\n"
-    "                           --port-tx/--port-rx are the same)\n"
+    "  --tx-port N --rx-port M  send on N, receive on M (default 0 and 1, or 0 and 0 with\n"
+    "                           one port; --port-tx/--port-rx are the same)\n"
     "  --src-mac MAC            source MAC (default: the TX port's own)\n"
     "  --dst-mac MAC            destination MAC: the device under test's ingress port\n"
     "                           (default 02:00:00:00:00:01, what perf/zero-loss.sh gives dpgate)\n"
     "Traffic:\n"
     "  --size BYTES             Ethernet frame size with FCS, 64..1518 (default 64)\n"
     "  --proto tcp|udp          (default udp)\n"
-    "  --flows F                established flows: a fixed tuple set sent round-robin (default 1024)\n"
+    "  --flows F                established flows: a fixed tuple set sent round-robin\n"
+    "                           (default 1024)\n"
     "  --new-ratio R            fraction 0..1 of packets that open a new flow, each a tuple never\n"
     "                           sent before (TCP: a SYN; the others are ACKs); 1 = every packet\n"
     "  --src A[-B] | NET/LEN    source addresses (default 198.18.0.2-198.18.0.251); a prefix\n"
@@ -96,15 +99,19 @@ constexpr char kUsage[] =
     "                           server unmaps its rings when the client leaves, under a worker\n"
     "                           that may still be polling them\n"
     "Output: JSON lines on stdout: {\"kind\":\"trial\",...} per trial, {\"kind\":\"second\",...}\n"
-    "with --progress, and last {\"kind\":\"result\",...} (one trial) or {\"kind\":\"search\",...}.\n"
+    "with --progress, and last {\"kind\":\"result\",...} (one trial) or\n"
+    "{\"kind\":\"search\",...}.\n"
     "Example (dpgate serving memif sockets, see perf/zero-loss.sh):\n"
     "  dpgate-gen --no-huge --no-pci -m 512 --file-prefix gen -l 0 \\\n"
     "    --vdev net_memif0,role=client,socket=/tmp/lan.sock,socket-abstract=no \\\n"
     "    --vdev net_memif1,role=client,socket=/tmp/wan.sock,socket-abstract=no \\\n"
     "    -- --proto tcp --services 10 --new-ratio 1 --search\n";
+// clang-format on
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_stop(int) { g_stop = 1; }
+void on_stop(int) {
+  g_stop = 1;
+}
 
 // ---------------------------------------------------------------- options
 
@@ -123,7 +130,8 @@ struct Options {
   double new_ratio = 0.0;
   Range src{(198u << 24) | (18u << 16) | 2, (198u << 24) | (18u << 16) | 251};
   Range sport{1024, 65535};
-  Range dst{(198u << 24) | (18u << 16) | (1u << 8) | 1, (198u << 24) | (18u << 16) | (1u << 8) | 254};
+  Range dst{(198u << 24) | (18u << 16) | (1u << 8) | 1,
+            (198u << 24) | (18u << 16) | (1u << 8) | 254};
   Range dport{5001, 5016};
   uint32_t services = 0;
   uint32_t service_base = (198u << 24) | (19u << 16) | 1;
@@ -176,14 +184,16 @@ double parse_number(const std::string& opt, const char* v, double min, double ma
   errno = 0;
   const double d = std::strtod(v, &end);
   if (errno != 0 || end == v || *end != '\0' || d < min || d > max) {
-    bad(opt + ": expected a number in " + std::to_string(min) + ".." + std::to_string(max) + ", found '" + v + "'");
+    bad(opt + ": expected a number in " + std::to_string(min) + ".." + std::to_string(max) +
+        ", found '" + v + "'");
   }
   return d;
 }
 
 uint32_t parse_uint(const std::string& opt, const char* v, uint32_t min, uint32_t max) {
   const double d = parse_number(opt, v, min, max);
-  if (d != static_cast<double>(static_cast<uint32_t>(d))) bad(opt + ": expected an integer, found '" + v + "'");
+  if (d != static_cast<double>(static_cast<uint32_t>(d)))
+    bad(opt + ": expected an integer, found '" + v + "'");
   return static_cast<uint32_t>(d);
 }
 
@@ -195,14 +205,16 @@ Range parse_addr_range(const std::string& opt, std::string_view v) {
     const std::string len_text(v.substr(slash + 1));
     const uint32_t len = parse_uint(opt, len_text.c_str(), 0, 32);
     const uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
-    if (!net || (*net & ~mask) != 0) bad(opt + ": expected NET/LEN with no host bits, found '" + std::string(v) + "'");
+    if (!net || (*net & ~mask) != 0)
+      bad(opt + ": expected NET/LEN with no host bits, found '" + std::string(v) + "'");
     if (len >= 31) return {*net, *net | ~mask};
     return {*net + 1, (*net | ~mask) - 1};
   }
   const size_t dash = v.find('-');
   auto lo = parse_ipv4(v.substr(0, dash));
   auto hi = dash == std::string_view::npos ? lo : parse_ipv4(v.substr(dash + 1));
-  if (!lo || !hi || *hi < *lo) bad(opt + ": expected ADDR or ADDR-ADDR (low first), found '" + std::string(v) + "'");
+  if (!lo || !hi || *hi < *lo)
+    bad(opt + ": expected ADDR or ADDR-ADDR (low first), found '" + std::string(v) + "'");
   return {*lo, *hi};
 }
 
@@ -210,14 +222,16 @@ Range parse_port_range(const std::string& opt, const char* v) {
   const std::string s = v;
   const size_t dash = s.find('-');
   const uint32_t lo = parse_uint(opt, s.substr(0, dash).c_str(), 1, 65535);
-  const uint32_t hi = dash == std::string::npos ? lo : parse_uint(opt, s.substr(dash + 1).c_str(), 1, 65535);
+  const uint32_t hi =
+      dash == std::string::npos ? lo : parse_uint(opt, s.substr(dash + 1).c_str(), 1, 65535);
   if (hi < lo) bad(opt + ": the range must be low-high, found '" + s + "'");
   return {lo, hi};
 }
 
 rte_ether_addr parse_mac(const std::string& opt, const char* v) {
   rte_ether_addr m;
-  if (rte_ether_unformat_addr(v, &m) != 0) bad(opt + ": expected a MAC like 02:00:00:00:00:01, found '" + v + "'");
+  if (rte_ether_unformat_addr(v, &m) != 0)
+    bad(opt + ": expected a MAC like 02:00:00:00:00:01, found '" + v + "'");
   return m;
 }
 
@@ -230,16 +244,28 @@ Options parse_args(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
-    if (a == "--progress") { o.progress = true; continue; }
-    if (a == "--search") { o.search = true; continue; }
-    if (a == "--hold") { o.hold = true; continue; }
+    if (a == "--progress") {
+      o.progress = true;
+      continue;
+    }
+    if (a == "--search") {
+      o.search = true;
+      continue;
+    }
+    if (a == "--hold") {
+      o.hold = true;
+      continue;
+    }
     if (i + 1 >= argc) bad(a + ": needs a value (or is unknown)");
     const char* v = argv[++i];
+    auto port_id = [&] { return static_cast<uint16_t>(parse_uint(a, v, 0, RTE_MAX_ETHPORTS - 1)); };
+    auto l4_port = [&] { return static_cast<uint16_t>(parse_uint(a, v, 1, 65535)); };
+    // clang-format off
     if (a == "--port-tx") a = "--tx-port";  // issue 7's spelling
     if (a == "--port-rx") a = "--rx-port";
-    if (a == "--port") o.tx_port = o.rx_port = static_cast<uint16_t>(parse_uint(a, v, 0, RTE_MAX_ETHPORTS - 1));
-    else if (a == "--tx-port") o.tx_port = static_cast<uint16_t>(parse_uint(a, v, 0, RTE_MAX_ETHPORTS - 1));
-    else if (a == "--rx-port") o.rx_port = static_cast<uint16_t>(parse_uint(a, v, 0, RTE_MAX_ETHPORTS - 1));
+    if (a == "--port") o.tx_port = o.rx_port = port_id();
+    else if (a == "--tx-port") o.tx_port = port_id();
+    else if (a == "--rx-port") o.rx_port = port_id();
     else if (a == "--src-mac") o.src_mac = parse_mac(a, v);
     else if (a == "--dst-mac") o.dst_mac = parse_mac(a, v);
     else if (a == "--size") o.size = parse_uint(a, v, kMinFrame, kMaxFrame);
@@ -261,7 +287,7 @@ Options parse_args(int argc, char** argv) {
       o.service_base = r.lo;
       if (std::string_view(v).find('/') != std::string_view::npos) service_span = r.size();
     }
-    else if (a == "--service-port") o.service_port = static_cast<uint16_t>(parse_uint(a, v, 1, 65535));
+    else if (a == "--service-port") o.service_port = l4_port();
     else if (a == "--rate") o.rate = parse_number(a, v, 0, 1e9);
     else if (a == "--rate-mpps") o.rate = parse_number(a, v, 0, 1e3) * 1e6;
     else if (a == "--duration") o.duration = parse_number(a, v, 0.01, 86400);
@@ -277,20 +303,24 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--pause-ms") o.pause_ms = parse_uint(a, v, 0, 60000);
     else if (a == "--connect-timeout") o.connect_timeout = parse_number(a, v, 0.1, 600);
     else bad("unknown option '" + a + "'");
+    // clang-format on
   }
-  const uint64_t est_ports = o.new_ratio >= 1 ? 0 : (uint64_t{o.flows} + o.src.size() - 1) / o.src.size();
+  const uint64_t est_ports =
+      o.new_ratio >= 1 ? 0 : (uint64_t{o.flows} + o.src.size() - 1) / o.src.size();
   if (est_ports > o.sport.size()) {
     bad("--flows " + std::to_string(o.flows) + " needs " + std::to_string(est_ports) +
         " source ports per source address but --sport has " + std::to_string(o.sport.size()));
   }
   if (o.new_ratio > 0 && est_ports >= o.sport.size()) {
-    bad("--new-ratio: no source ports are left for new flows above the established ones; widen --sport or --src");
+    bad("--new-ratio: no source ports are left for new flows above the established ones; widen "
+        "--sport or --src");
   }
   if (o.services != 0 && (uint64_t{o.service_base} + o.services > 0xFFFFFFFFull ||
-                         (service_span != 0 && o.services > service_span))) {
+                          (service_span != 0 && o.services > service_span))) {
     bad("--services: " + std::to_string(o.services) + " VIPs do not fit in --service-base");
   }
-  if (o.search && o.search_max != 0 && o.search_max < o.search_min) bad("--search-max is below --search-min");
+  if (o.search && o.search_max != 0 && o.search_max < o.search_min)
+    bad("--search-max is below --search-min");
   return o;
 }
 
@@ -305,7 +335,7 @@ Options parse_args(int argc, char** argv) {
 struct Layout {
   uint16_t frame_len = 0;  // without FCS
   uint16_t l4_off = 14 + 20;
-  uint16_t l4_len = 0;     // L4 header + payload
+  uint16_t l4_len = 0;  // L4 header + payload
   uint16_t payload_off = 0;
 };
 
@@ -318,7 +348,8 @@ Layout layout_of(const Options& o) {
 }
 
 // The template: headers with every per-packet field zero, a byte pattern as payload.
-std::vector<uint8_t> build_template(const Options& o, const Layout& l, const rte_ether_addr& src_mac) {
+std::vector<uint8_t> build_template(const Options& o, const Layout& l,
+                                    const rte_ether_addr& src_mac) {
   std::vector<uint8_t> f(l.frame_len, 0);
   auto* eth = reinterpret_cast<rte_ether_hdr*>(f.data());
   eth->dst_addr = o.dst_mac;
@@ -367,7 +398,8 @@ inline uint16_t fold(uint32_t s) {
 // Constant parts of both checksums, taken from the template once.
 struct ChecksumBase {
   uint32_t ip = 0;  // IPv4 header without addresses
-  uint32_t l4 = 0;  // pseudo header without addresses + L4 header and payload without per-packet fields
+  uint32_t l4 =
+      0;  // pseudo header without addresses + L4 header and payload without per-packet fields
   uint32_t tcp_off_word = 0;  // the template's TCP data offset + flags word (flags zero)
 };
 
@@ -376,7 +408,8 @@ ChecksumBase checksum_base(const std::vector<uint8_t>& f, const Layout& l, uint8
   b.ip = word_sum(f.data() + 14, 20);
   const uint16_t pseudo[2] = {rte_cpu_to_be_16(proto), rte_cpu_to_be_16(l.l4_len)};
   b.l4 = word_sum(pseudo, sizeof pseudo) + word_sum(f.data() + l.l4_off, l.l4_len & ~1u);
-  if (l.l4_len & 1) b.l4 += rte_cpu_to_be_16(static_cast<uint16_t>(f[l.l4_off + l.l4_len - 1] << 8));
+  if (l.l4_len & 1)
+    b.l4 += rte_cpu_to_be_16(static_cast<uint16_t>(f[l.l4_off + l.l4_len - 1] << 8));
   if (proto == IPPROTO_TCP) b.tcp_off_word = word_sum(f.data() + l.l4_off + 12, 2);
   return b;
 }
@@ -397,10 +430,16 @@ struct FlowPlan {
   uint32_t est_ports = 0;  // source ports per address taken by established flows
 
   explicit FlowPlan(const Options& o)
-      : src(o.src), sport(o.sport), dst(o.dst), dport(o.dport), services(o.services),
-        service_base(o.service_base), service_port(o.service_port),
+      : src(o.src),
+        sport(o.sport),
+        dst(o.dst),
+        dport(o.dport),
+        services(o.services),
+        service_base(o.service_base),
+        service_port(o.service_port),
         est_ports(o.new_ratio >= 1 ? 0
-                                   : static_cast<uint32_t>((uint64_t{o.flows} + o.src.size() - 1) / o.src.size())) {}
+                                   : static_cast<uint32_t>((uint64_t{o.flows} + o.src.size() - 1) /
+                                                           o.src.size())) {}
 
   void destination(uint64_t i, Tuple& t) const {
     if (services != 0) {
@@ -455,11 +494,13 @@ class LatencyHistogram {
   // The value below which a fraction p of the samples lie (bucket midpoint).
   double percentile(double p) const {
     if (n_ == 0) return 0;
-    const uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(p * static_cast<double>(n_) + 0.999999));
+    const uint64_t rank =
+        std::max<uint64_t>(1, static_cast<uint64_t>(p * static_cast<double>(n_) + 0.999999));
     uint64_t seen = 0;
     for (unsigned b = 0; b < kBuckets; ++b) {
       seen += counts_[b];
-      if (seen >= rank) return std::clamp(midpoint(b), static_cast<double>(min_), static_cast<double>(max_));
+      if (seen >= rank)
+        return std::clamp(midpoint(b), static_cast<double>(min_), static_cast<double>(max_));
     }
     return max_;
   }
@@ -475,7 +516,8 @@ class LatencyHistogram {
     if (b < 2 * kSub) return b;
     const unsigned e = (b - 2 * kSub) / kSub + kSubBits + 1;
     const unsigned shift = e - kSubBits;
-    const double lo = static_cast<double>(((b - 2 * kSub) % kSub + kSub)) * static_cast<double>(1u << shift);
+    const double lo =
+        static_cast<double>(((b - 2 * kSub) % kSub + kSub)) * static_cast<double>(1u << shift);
     return lo + static_cast<double>(1u << shift) / 2;
   }
   std::array<uint64_t, kBuckets> counts_{};
@@ -486,16 +528,17 @@ class LatencyHistogram {
 // ----------------------------------------------------------- the trial
 
 struct Counters {
-  uint64_t offered = 0;      // built and handed to tx_burst
-  uint64_t sent = 0;         // accepted by tx_burst
-  uint64_t tx_full = 0;      // refused by tx_burst (the DUT's RX ring was full): lost
-  uint64_t skipped = 0;      // never built: the generator fell behind its schedule
-  uint64_t received = 0;     // stamped frames of this trial back on the RX port
-  uint64_t stale = 0;        // stamped frames of an earlier trial (arrived after its drain)
-  uint64_t other = 0;        // anything else on the RX port (ARP, ICMP, foreign frames)
-  uint64_t reordered = 0;    // a frame whose sequence number is below one already received
-  uint64_t translated = 0;   // received with a destination address the generator never sent to (DNAT)
-  uint64_t new_flows = 0;    // frames that opened a new flow
+  uint64_t offered = 0;    // built and handed to tx_burst
+  uint64_t sent = 0;       // accepted by tx_burst
+  uint64_t tx_full = 0;    // refused by tx_burst (the DUT's RX ring was full): lost
+  uint64_t skipped = 0;    // never built: the generator fell behind its schedule
+  uint64_t received = 0;   // stamped frames of this trial back on the RX port
+  uint64_t stale = 0;      // stamped frames of an earlier trial (arrived after its drain)
+  uint64_t other = 0;      // anything else on the RX port (ARP, ICMP, foreign frames)
+  uint64_t reordered = 0;  // a frame whose sequence number is below one already received
+  uint64_t translated =
+      0;                   // received with a destination address the generator never sent to (DNAT)
+  uint64_t new_flows = 0;  // frames that opened a new flow
 };
 
 struct TrialResult {
@@ -504,7 +547,8 @@ struct TrialResult {
   double seconds = 0;  // sending time
   Counters c;
   LatencyHistogram latency;
-  bool gen_limited = false;  // the generator fell behind: skipped over 1 % of the frames due (still valid)
+  bool gen_limited =
+      false;  // the generator fell behind: skipped over 1 % of the frames due (still valid)
   bool pass = false;
 };
 
@@ -512,8 +556,14 @@ class Generator {
  public:
   Generator(const Options& o, uint16_t tx_port, uint16_t rx_port, rte_mempool* tx_pool,
             const Layout& l, const ChecksumBase& base)
-      : o_(o), plan_(o), tx_port_(tx_port), rx_port_(rx_port), tx_pool_(tx_pool), layout_(l),
-        base_(base), tsc_hz_(rte_get_tsc_hz()) {}
+      : o_(o),
+        plan_(o),
+        tx_port_(tx_port),
+        rx_port_(rx_port),
+        tx_pool_(tx_pool),
+        layout_(l),
+        base_(base),
+        tsc_hz_(rte_get_tsc_hz()) {}
 
   // Sends at `pps` (0: unpaced) for `seconds`, then drains; prints one
   // JSON line per second with --progress. `trial` goes into the stamps
@@ -529,7 +579,8 @@ class Generator {
   double tsc_hz() const { return static_cast<double>(tsc_hz_); }
 
  private:
-  void build_burst(rte_mbuf** m, uint16_t n, uint16_t trial, uint32_t tsc_lo, Counters& c, bool learning);
+  void build_burst(rte_mbuf** m, uint16_t n, uint16_t trial, uint32_t tsc_lo, Counters& c,
+                   bool learning);
   void receive(uint16_t trial, TrialResult& r, uint32_t& max_seq);
   uint16_t receive_burst(uint16_t trial, TrialResult& r, uint32_t& max_seq);
 
@@ -544,7 +595,8 @@ class Generator {
   uint64_t next_new_ = 0;          // never reset: a new flow's tuple is never reused soon
   uint32_t seq_ = 0;
   double new_credit_ = 0;
-  Range dst_sent_ = o_.services != 0 ? Range{o_.service_base, o_.service_base + o_.services - 1} : o_.dst;
+  Range dst_sent_ =
+      o_.services != 0 ? Range{o_.service_base, o_.service_base + o_.services - 1} : o_.dst;
 };
 
 void Generator::build_burst(rte_mbuf** m, uint16_t n, uint16_t trial, uint32_t tsc_lo, Counters& c,
@@ -561,7 +613,8 @@ void Generator::build_burst(rte_mbuf** m, uint16_t n, uint16_t trial, uint32_t t
         fresh = true;
       }
     }
-    const Tuple t = fresh ? plan_.fresh(next_new_++) : plan_.established(next_established_++ % o_.flows);
+    const Tuple t =
+        fresh ? plan_.fresh(next_new_++) : plan_.established(next_established_++ % o_.flows);
     c.new_flows += fresh;
     rte_mbuf* mb = m[i];
     mb->data_len = layout_.frame_len;
@@ -660,8 +713,10 @@ uint16_t Generator::receive_burst(uint16_t trial, TrialResult& r, uint32_t& max_
     const uint32_t seq = rte_be_to_cpu_32(seq_be);
     const uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
     r.c.translated += dst - dst_sent_.lo >= dst_sent_.size();
-    if (r.c.received != 0 && static_cast<int32_t>(seq - max_seq) < 0) ++r.c.reordered;
-    else max_seq = seq;
+    if (r.c.received != 0 && static_cast<int32_t>(seq - max_seq) < 0)
+      ++r.c.reordered;
+    else
+      max_seq = seq;
     ++r.c.received;
     r.latency.add(now_lo - rte_be_to_cpu_32(tsc_be));
   }
@@ -669,35 +724,43 @@ uint16_t Generator::receive_burst(uint16_t trial, TrialResult& r, uint32_t& max_
   return n;
 }
 
-double to_us(double ticks, double hz) { return ticks * 1e6 / hz; }
+double to_us(double ticks, double hz) {
+  return ticks * 1e6 / hz;
+}
 
 std::string latency_json(const LatencyHistogram& h, double hz) {
   if (h.count() == 0) return "null";
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "{\"min\":%.3f,\"avg\":%.3f,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"samples\":%" PRIu64 "}",
-                to_us(h.min(), hz), to_us(h.mean(), hz), to_us(h.percentile(0.5), hz),
-                to_us(h.percentile(0.99), hz), to_us(h.max(), hz), h.count());
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"min\":%.3f,\"avg\":%.3f,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"samples\":%" PRIu64 "}",
+      to_us(h.min(), hz), to_us(h.mean(), hz), to_us(h.percentile(0.5), hz),
+      to_us(h.percentile(0.99), hz), to_us(h.max(), hz), h.count());
   return buf;
 }
 
-uint64_t lost_of(const Counters& c) { return c.offered > c.received ? c.offered - c.received : 0; }
+uint64_t lost_of(const Counters& c) {
+  return c.offered > c.received ? c.offered - c.received : 0;
+}
 
 std::string trial_json(const char* kind, const TrialResult& r, double hz) {
   const Counters& c = r.c;
   const double s = r.seconds > 0 ? r.seconds : 1;
   char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "{\"kind\":\"%s\",\"trial\":%u,\"target_pps\":%.0f,\"seconds\":%.3f,\"offered\":%" PRIu64
-                ",\"sent\":%" PRIu64 ",\"tx_full\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"received\":%" PRIu64
-                ",\"lost\":%" PRIu64 ",\"loss_ratio\":%.6g,\"stale\":%" PRIu64 ",\"other\":%" PRIu64
-                ",\"reordered\":%" PRIu64 ",\"translated\":%" PRIu64 ",\"new_flows\":%" PRIu64
-                ",\"offered_pps\":%.0f,\"rx_pps\":%.0f,\"latency_us\":%s,\"generator_limited\":%s,\"pass\":%s}",
-                kind, r.trial, r.target_pps, r.seconds, c.offered, c.sent, c.tx_full, c.skipped, c.received,
-                lost_of(c), c.offered ? static_cast<double>(lost_of(c)) / static_cast<double>(c.offered) : 0.0,
-                c.stale, c.other, c.reordered, c.translated, c.new_flows, static_cast<double>(c.offered) / s,
-                static_cast<double>(c.received) / s, latency_json(r.latency, hz).c_str(),
-                r.gen_limited ? "true" : "false", r.pass ? "true" : "false");
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"kind\":\"%s\",\"trial\":%u,\"target_pps\":%.0f,\"seconds\":%.3f,\"offered\":%" PRIu64
+      ",\"sent\":%" PRIu64 ",\"tx_full\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"received\":%" PRIu64
+      ",\"lost\":%" PRIu64 ",\"loss_ratio\":%.6g,\"stale\":%" PRIu64 ",\"other\":%" PRIu64
+      ",\"reordered\":%" PRIu64 ",\"translated\":%" PRIu64 ",\"new_flows\":%" PRIu64
+      ",\"offered_pps\":%.0f,\"rx_pps\":%.0f,\"latency_us\":%s,\"generator_limited\":%s,\"pass\":%"
+      "s}",
+      kind, r.trial, r.target_pps, r.seconds, c.offered, c.sent, c.tx_full, c.skipped, c.received,
+      lost_of(c),
+      c.offered ? static_cast<double>(lost_of(c)) / static_cast<double>(c.offered) : 0.0, c.stale,
+      c.other, c.reordered, c.translated, c.new_flows, static_cast<double>(c.offered) / s,
+      static_cast<double>(c.received) / s, latency_json(r.latency, hz).c_str(),
+      r.gen_limited ? "true" : "false", r.pass ? "true" : "false");
   return buf;
 }
 
@@ -713,7 +776,8 @@ TrialResult Generator::run_trial(unsigned trial, double pps, double seconds, boo
   // sees a longer backlog dumped at once; the rest is skipped and counted,
   // and lowers the offered rate the trial reports.
   constexpr uint64_t kMaxCatchUp = 32;
-  const uint64_t burst_ticks = pps > 0 ? static_cast<uint64_t>(static_cast<double>(hz) * kBurst / pps) : 0;
+  const uint64_t burst_ticks =
+      pps > 0 ? static_cast<uint64_t>(static_cast<double>(hz) * kBurst / pps) : 0;
   const auto due = static_cast<uint64_t>(pps * seconds + 0.5);
   const uint64_t start = rte_rdtsc();
   const uint64_t end = start + static_cast<uint64_t>(seconds * static_cast<double>(hz));
@@ -748,7 +812,8 @@ TrialResult Generator::run_trial(unsigned trial, double pps, double seconds, boo
       }
       // The last burst is cut so the trial offers exactly pps x seconds.
       const uint64_t done = r.c.offered + r.c.skipped;
-      const uint16_t n = static_cast<uint16_t>(std::min<uint64_t>(kBurst, due > done ? due - done : 0));
+      const uint16_t n =
+          static_cast<uint16_t>(std::min<uint64_t>(kBurst, due > done ? due - done : 0));
       if (n > 0 && rte_pktmbuf_alloc_bulk(tx_pool_, m, n) == 0) {
         build_burst(m, n, id, static_cast<uint32_t>(rte_rdtsc()), r.c, learning);
         const uint16_t sent = rte_eth_tx_burst(tx_port_, 0, m, n);
@@ -763,10 +828,10 @@ TrialResult Generator::run_trial(unsigned trial, double pps, double seconds, boo
     now = rte_rdtsc();
     if (o_.progress && !learning && now >= second_mark) {
       const double secs = static_cast<double>(now - start) / static_cast<double>(hz);
-      std::printf("{\"kind\":\"second\",\"trial\":%u,\"t\":%.2f,\"offered_pps\":%" PRIu64 ",\"rx_pps\":%" PRIu64
-                  ",\"tx_full\":%" PRIu64 "}\n",
-                  trial, secs, r.c.offered - last_second.offered, r.c.received - last_second.received,
-                  r.c.tx_full - last_second.tx_full);
+      std::printf("{\"kind\":\"second\",\"trial\":%u,\"t\":%.2f,\"offered_pps\":%" PRIu64
+                  ",\"rx_pps\":%" PRIu64 ",\"tx_full\":%" PRIu64 "}\n",
+                  trial, secs, r.c.offered - last_second.offered,
+                  r.c.received - last_second.received, r.c.tx_full - last_second.tx_full);
       std::fflush(stdout);
       last_second = r.c;
       second_mark += hz;
@@ -782,7 +847,8 @@ TrialResult Generator::run_trial(unsigned trial, double pps, double seconds, boo
   // had to skip (preempted on a shared machine) offered less than asked.
   const uint64_t lost = lost_of(r.c);
   r.gen_limited = pps > 0 && static_cast<double>(r.c.skipped) > 0.01 * static_cast<double>(due);
-  r.pass = r.c.offered > 0 && static_cast<double>(lost) <= o_.loss * static_cast<double>(r.c.offered);
+  r.pass =
+      r.c.offered > 0 && static_cast<double>(lost) <= o_.loss * static_cast<double>(r.c.offered);
   return r;
 }
 
@@ -794,9 +860,11 @@ void pause_ms(uint32_t ms) {
 // ------------------------------------------------------------- ports
 
 rte_mempool* make_pool(const char* name, uint32_t n, uint16_t data_room) {
-  rte_mempool* p = rte_pktmbuf_pool_create(name, n, 256, 0, data_room, static_cast<int>(rte_socket_id()));
+  rte_mempool* p =
+      rte_pktmbuf_pool_create(name, n, 256, 0, data_room, static_cast<int>(rte_socket_id()));
   if (p == nullptr) {
-    std::fprintf(stderr, "dpgate-gen: cannot create mbuf pool %s (%u mbufs): %s\n", name, n, rte_strerror(rte_errno));
+    std::fprintf(stderr, "dpgate-gen: cannot create mbuf pool %s (%u mbufs): %s\n", name, n,
+                 rte_strerror(rte_errno));
     std::exit(1);
   }
   return p;
@@ -824,7 +892,8 @@ bool open_port(uint16_t port, rte_mempool* rx_pool, uint64_t deadline) {
     return false;
   }
   int rc = 0;
-  while ((rc = rte_eth_dev_start(port)) != 0 && rte_rdtsc() < deadline && !g_stop) rte_delay_us_sleep(200000);
+  while ((rc = rte_eth_dev_start(port)) != 0 && rte_rdtsc() < deadline && !g_stop)
+    rte_delay_us_sleep(200000);
   if (rc != 0) {
     std::fprintf(stderr, "dpgate-gen: port %u: cannot start: %s\n", port, rte_strerror(-rc));
     return false;
@@ -843,11 +912,14 @@ bool wait_link(uint16_t port, uint64_t deadline) {
   rte_eth_link link;
   while (!g_stop) {
     std::memset(&link, 0, sizeof link);
-    if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) return true;
+    if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
+      return true;
     if (rte_rdtsc() >= deadline) break;
     rte_delay_us_sleep(50000);
   }
-  std::fprintf(stderr, "dpgate-gen: port %u: link is down (is the DUT running and serving this port?)\n", port);
+  std::fprintf(stderr,
+               "dpgate-gen: port %u: link is down (is the DUT running and serving this port?)\n",
+               port);
   return false;
 }
 
@@ -859,7 +931,8 @@ struct TemplateWriter {
 void write_template(rte_mempool*, void* arg, void* obj, unsigned) {
   const auto* w = static_cast<const TemplateWriter*>(arg);
   auto* m = static_cast<rte_mbuf*>(obj);
-  std::memcpy(static_cast<uint8_t*>(m->buf_addr) + RTE_PKTMBUF_HEADROOM, w->frame->data(), w->frame->size());
+  std::memcpy(static_cast<uint8_t*>(m->buf_addr) + RTE_PKTMBUF_HEADROOM, w->frame->data(),
+              w->frame->size());
 }
 
 // ------------------------------------------------------------ search
@@ -868,7 +941,9 @@ std::string search(Generator& g, const Options& o) {
   const uint64_t t0 = rte_rdtsc();
   const double hz = g.tsc_hz();
   auto elapsed = [&] { return static_cast<double>(rte_rdtsc() - t0) / hz; };
-  auto per_s = [](uint64_t n, const TrialResult& r) { return r.seconds > 0 ? static_cast<double>(n) / r.seconds : 0; };
+  auto per_s = [](uint64_t n, const TrialResult& r) {
+    return r.seconds > 0 ? static_cast<double>(n) / r.seconds : 0;
+  };
   unsigned trial = 0;
   auto attempt = [&](double rate) {
     TrialResult r;
@@ -892,10 +967,12 @@ std::string search(Generator& g, const Options& o) {
   }
   std::optional<TrialResult> best;
   bool failed = false;  // hi is a rate a trial failed at (not just the bound)
-  while (!g_stop && trial < o.max_trials && elapsed() < o.max_time && rate >= o.search_min && hi > 0) {
+  while (!g_stop && trial < o.max_trials && elapsed() < o.max_time && rate >= o.search_min &&
+         hi > 0) {
     const TrialResult r = attempt(rate);
     if (r.pass) {
-      // A pass proves the rate actually offered, which a preempted generator keeps below the target.
+      // A pass proves the rate actually offered, which a preempted generator keeps below the
+      // target.
       const double offered = std::min(rate, per_s(r.c.offered, r));
       if (!best || offered > per_s(best->c.offered, *best)) best = r;
       lo = std::max(lo, offered);
@@ -910,20 +987,23 @@ std::string search(Generator& g, const Options& o) {
   char lowest_failed[32] = "null";
   if (failed) std::snprintf(lowest_failed, sizeof lowest_failed, "%.0f", hi);
   if (!best) {
-    std::snprintf(buf, sizeof buf,
-                  "{\"kind\":\"search\",\"found\":false,\"zero_loss_pps\":0,\"lowest_failed_pps\":%s,"
-                  "\"trials\":%u,\"seconds\":%.1f,\"loss_allowed\":%g}",
-                  lowest_failed, trial, elapsed(), o.loss);
+    std::snprintf(
+        buf, sizeof buf,
+        "{\"kind\":\"search\",\"found\":false,\"zero_loss_pps\":0,\"lowest_failed_pps\":%s,"
+        "\"trials\":%u,\"seconds\":%.1f,\"loss_allowed\":%g}",
+        lowest_failed, trial, elapsed(), o.loss);
     return buf;
   }
   const double offered = per_s(best->c.offered, *best);
-  std::snprintf(buf, sizeof buf,
-                "{\"kind\":\"search\",\"found\":true,\"zero_loss_pps\":%.0f,\"zero_loss_mpps\":%.4f,"
-                "\"target_pps\":%.0f,\"lowest_failed_pps\":%s,\"trials\":%u,"
-                "\"seconds\":%.1f,\"loss_allowed\":%g,\"new_flows_per_s\":%.0f,\"latency_us\":%s,\"best\":%s}",
-                offered, offered / 1e6, best->target_pps, lowest_failed, trial, elapsed(),
-                o.loss, per_s(best->c.new_flows, *best), latency_json(best->latency, hz).c_str(),
-                trial_json("trial", *best, hz).c_str());
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"kind\":\"search\",\"found\":true,\"zero_loss_pps\":%.0f,\"zero_loss_mpps\":%.4f,"
+      "\"target_pps\":%.0f,\"lowest_failed_pps\":%s,\"trials\":%u,"
+      "\"seconds\":%.1f,\"loss_allowed\":%g,\"new_flows_per_s\":%.0f,\"latency_us\":%s,\"best\":%"
+      "s}",
+      offered, offered / 1e6, best->target_pps, lowest_failed, trial, elapsed(), o.loss,
+      per_s(best->c.new_flows, *best), latency_json(best->latency, hz).c_str(),
+      trial_json("trial", *best, hz).c_str());
   return buf;
 }
 
@@ -943,28 +1023,34 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_stop);
 
   const uint16_t ports = rte_eth_dev_count_avail();
-  if (ports == 0) bad("no DPDK port: give one with --vdev (e.g. net_memif0,role=client,socket=PATH)");
+  if (ports == 0)
+    bad("no DPDK port: give one with --vdev (e.g. net_memif0,role=client,socket=PATH)");
   const uint16_t tx_port = o.tx_port.value_or(0);
   const uint16_t rx_port = o.rx_port.value_or(ports > 1 && !o.tx_port ? 1 : tx_port);
   if (!rte_eth_dev_is_valid_port(tx_port) || !rte_eth_dev_is_valid_port(rx_port)) {
-    bad("port " + std::to_string(rte_eth_dev_is_valid_port(tx_port) ? rx_port : tx_port) + " does not exist (" +
-        std::to_string(ports) + " ports)");
+    bad("port " + std::to_string(rte_eth_dev_is_valid_port(tx_port) ? rx_port : tx_port) +
+        " does not exist (" + std::to_string(ports) + " ports)");
   }
 
   const Layout layout = layout_of(o);
   const auto data_room = static_cast<uint16_t>(RTE_PKTMBUF_HEADROOM + 2048);
   rte_mempool* tx_pool = make_pool("gen_tx", 8191, data_room);
   rte_mempool* rx_pool = make_pool("gen_rx", 8191, data_room);
-  const uint64_t deadline = rte_rdtsc() + static_cast<uint64_t>(o.connect_timeout * static_cast<double>(rte_get_tsc_hz()));
+  const uint64_t deadline =
+      rte_rdtsc() +
+      static_cast<uint64_t>(o.connect_timeout * static_cast<double>(rte_get_tsc_hz()));
   int rc = 0;
-  if (!open_port(tx_port, rx_pool, deadline) || (rx_port != tx_port && !open_port(rx_port, rx_pool, deadline)) ||
+  if (!open_port(tx_port, rx_pool, deadline) ||
+      (rx_port != tx_port && !open_port(rx_port, rx_pool, deadline)) ||
       !wait_link(tx_port, deadline) || !wait_link(rx_port, deadline)) {
     rc = 1;
   }
   if (rc == 0) {
     rte_ether_addr src_mac;
-    if (o.src_mac) src_mac = *o.src_mac;
-    else rte_eth_macaddr_get(tx_port, &src_mac);
+    if (o.src_mac)
+      src_mac = *o.src_mac;
+    else
+      rte_eth_macaddr_get(tx_port, &src_mac);
     const std::vector<uint8_t> frame = build_template(o, layout, src_mac);
     TemplateWriter writer{&frame};
     rte_mempool_obj_iter(tx_pool, write_template, &writer);
@@ -972,11 +1058,12 @@ int main(int argc, char** argv) {
     char mac[RTE_ETHER_ADDR_FMT_SIZE], dmac[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(mac, sizeof mac, &src_mac);
     rte_ether_format_addr(dmac, sizeof dmac, &o.dst_mac);
-    std::fprintf(stderr,
-                 "dpgate-gen: tx port %u (%s -> %s), rx port %u, %u-byte %s frames, %u flows, new-ratio %g, "
-                 "%u services, TSC %.3f GHz\n",
-                 tx_port, mac, dmac, rx_port, o.size, o.proto == IPPROTO_TCP ? "tcp" : "udp", o.flows,
-                 o.new_ratio, o.services, g.tsc_hz() / 1e9);
+    std::fprintf(
+        stderr,
+        "dpgate-gen: tx port %u (%s -> %s), rx port %u, %u-byte %s frames, %u flows, new-ratio %g, "
+        "%u services, TSC %.3f GHz\n",
+        tx_port, mac, dmac, rx_port, o.size, o.proto == IPPROTO_TCP ? "tcp" : "udp", o.flows,
+        o.new_ratio, o.services, g.tsc_hz() / 1e9);
     g.learn();
     pause_ms(o.pause_ms);
     if (o.search) {
