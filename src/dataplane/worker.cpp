@@ -83,10 +83,12 @@ struct Burst {
   uint32_t mark[kMaxBurst];
   uint32_t ct_mark[kMaxBurst];
 
-  // Packets the router originates in this burst (ICMP errors, echo replies).
+  // Packets the router originates in this burst (ICMP errors, echo replies,
+  // resets), with the conntrack state OUTPUT's rules see them in.
   uint16_t n_originated = 0;
   rte_mbuf* originated[kMaxBurst];
   uint32_t originated_dst[kMaxBurst];
+  uint16_t originated_ct_state[kMaxBurst];
   uint32_t originated_next_hop[kMaxBurst];
 
   // Ready for the neighbour lookup: egress port and the neighbour's address.
@@ -178,9 +180,13 @@ bool take_icmp_token(Worker& w, uint64_t now) {
   return true;
 }
 
-void originate(Burst& b, rte_mbuf* m, uint32_t dst) {
+// `ct_state`: what the kernel's conntrack makes of it in OUTPUT - an ICMP
+// error or a reset is RELATED to the flow it answers, an echo reply is
+// ESTABLISHED (the request was tracked on its way in).
+void originate(Burst& b, rte_mbuf* m, uint32_t dst, uint16_t ct_state) {
   b.originated[b.n_originated] = m;
   b.originated_dst[b.n_originated] = dst;
+  b.originated_ct_state[b.n_originated] = ct_state;
   ++b.n_originated;
 }
 
@@ -233,7 +239,7 @@ void send_icmp_error(Worker& w, Burst& b, uint16_t i, uint8_t type, uint8_t code
   }
   untranslate_reply(b, i, m);
   w.counters.icmp_errors_sent.add(1);
-  originate(b, m, to);
+  originate(b, m, to, conntrack::ct_state::kRelated);
 }
 
 void handle_arp(Worker& w, Burst& b, rte_mbuf* m, const net::PacketMeta& meta) {
@@ -512,6 +518,7 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
   conntrack::CtView& ct = b.ct[i];
   ct.mark = b.ct_mark[i];
   fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
+  w.match_state->begin_packet();  // payload matches scan once per packet and hook
   rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);
   b.rules->count(w.queue, res, meta.ip_total_len);
   if (res.log_count != 0 || res.logs_overflow) [[unlikely]] log_rules(w, b, i, hook, out_port, res);
@@ -537,7 +544,7 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
     if (rte_mbuf* rst = build_tcp_reset(w.router->pool, ip, meta)) {
       untranslate_reply(b, i, rst);
       w.counters.icmp_errors_sent.add(1);
-      originate(b, rst, net::to_host(meta.tuple.src.v4()));
+      originate(b, rst, net::to_host(meta.tuple.src.v4()), conntrack::ct_state::kRelated);
     }
   } else {
     static constexpr uint8_t kCodes[] = {0, 1, 3, 2, 9, 10, 3, 13};  // RejectWith order -> ICMP code
@@ -693,7 +700,7 @@ void deliver_local(Worker& w, Burst& b, uint16_t i) {
   }
   if (meta.has_vlan) strip_vlan(m);
   w.counters.local_delivered.add(1);
-  originate(b, m, net::to_host(meta.tuple.src.v4()));
+  originate(b, m, net::to_host(meta.tuple.src.v4()), conntrack::ct_state::kEstablished);
 }
 
 void emit(Burst& b, rte_mbuf* m, const route::NextHop& nh, uint32_t dst) {
@@ -761,7 +768,34 @@ void decide(Worker& w, Burst& b) {
   w.counters.forwarded.add(forwarded);
 }
 
-// Stage 4: route what the router itself sends (replies go back to the sender).
+// OUTPUT (raw, mangle, filter: nat sees only new connections, and what the
+// router sends is never one) then POSTROUTING (mangle) for packet k the
+// router originates, leaving on `out_port`. False when a rule dropped it (a
+// REJECT there drops too: no error is sent about the router's own error).
+bool output_hooks(Worker& w, Burst& b, uint16_t k, uint16_t out_port) {
+  rte_mbuf* m = b.originated[k];
+  uint8_t* f = frame_of(m);
+  net::PacketMeta meta;
+  if (net::parse_frame(f, rte_pktmbuf_data_len(m), meta) != DropReason::kNone) [[unlikely]] return true;
+  conntrack::CtView ct = conntrack::ct_view_invalid();
+  ct.state = b.originated_ct_state[k];
+  rules::Packet p;
+  fill_rule_packet(p, *w.router, f + meta.l2_len, meta, kNoPort, out_port, 0, ct);
+  for (const rules::Hook hook : {rules::Hook::kOutput, rules::Hook::kPostrouting}) {
+    w.match_state->begin_packet();
+    const rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);
+    b.rules->count(w.queue, res, meta.ip_total_len);
+    if (res.action != rules::Action::kAccept) {
+      drop(w, m, res.action == rules::Action::kDrop ? DropReason::kRuleDrop : DropReason::kRuleReject);
+      return false;
+    }
+    p.mark = res.mark;
+  }
+  return true;
+}
+
+// Stage 4: route what the router itself sends (replies go back to the
+// sender), through OUTPUT and POSTROUTING when rules are loaded.
 void route_originated(Worker& w, Burst& b) {
   lookup_routes(*b.fib, b.originated_dst, b.originated_next_hop, b.n_originated);
   for (uint16_t i = 0; i < b.n_originated; ++i) {
@@ -770,7 +804,9 @@ void route_originated(Worker& w, Burst& b) {
       drop(w, b.originated[i], DropReason::kNoRoute);
       continue;
     }
-    emit(b, b.originated[i], b.fib->next_hop(index), b.originated_dst[i]);
+    const route::NextHop& nh = b.fib->next_hop(index);
+    if (b.rules != nullptr && !output_hooks(w, b, i, nh.port)) continue;
+    emit(b, b.originated[i], nh, b.originated_dst[i]);
   }
 }
 

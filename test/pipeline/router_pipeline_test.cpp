@@ -474,6 +474,44 @@ TEST_CASE("a stateful filter lets replies of allowed connections in and nothing 
   CHECK(r.worker().flows->size() == 1);
 }
 
+TEST_CASE("what the router sends itself traverses OUTPUT: errors are RELATED, echo replies ESTABLISHED, a DROP silences them") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, R"(*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -p icmp -m conntrack --ctstate RELATED -m icmp --icmp-type 11 -j DROP
+-A OUTPUT -p icmp -m conntrack --ctstate ESTABLISHED -j ACCEPT
+-A OUTPUT -p icmp -m conntrack --ctstate RELATED -o lan -j ACCEPT
+-A OUTPUT -j DROP
+COMMIT
+)");
+  // TTL expiry: the Time Exceeded is RELATED and the first rule drops it.
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").ttl(1)
+                      .udp(33434, 33435).build());
+  CHECK(r.sent(kLan).empty());
+  CHECK(r.drops(net::DropReason::kRuleDrop) == 1);
+  CHECK(rule_packets(r, "-A OUTPUT -p icmp -m conntrack --ctstate RELATED -m icmp --icmp-type 11 -j DROP") == 1);
+  // An echo reply is ESTABLISHED.
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.1")
+                      .icmp(8, 0, 0x77, 3).build());
+  auto out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  CHECK(parsed(out[0]).icmp_type == 0);
+  CHECK(rule_packets(r, "-A OUTPUT -p icmp -m conntrack --ctstate ESTABLISHED -j ACCEPT") == 1);
+  // No route: the Destination Unreachable is RELATED and leaves on lan.
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.20.0.1").tcp(1, 2).build());
+  out = r.sent(kLan);
+  REQUIRE(out.size() == 1);
+  CHECK(parsed(out[0]).icmp_type == 3);
+  CHECK(rule_packets(r, "-A OUTPUT -o lan -p icmp -m conntrack --ctstate RELATED -j ACCEPT") == 1);
+  CHECK(rule_packets(r, "-A OUTPUT -j DROP") == 0);
+  // Forwarded packets never see OUTPUT.
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.2").udp(5000, 53).build());
+  CHECK(r.sent(kWan).size() == 1);
+  CHECK(rule_packets(r, "-A OUTPUT -j DROP") == 0);
+}
+
 TEST_CASE("REJECT answers a TCP connection with a reset and UDP with port unreachable") {
   RingRouter r(kStaticNeighbours);
   load_rules(r, kStatefulFilter);
