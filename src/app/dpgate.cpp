@@ -103,6 +103,9 @@ void register_telemetry() {
   rte_telemetry_register_cmd("/dpgate/neighbours", [](const char* c, const char* p, rte_tel_data* d) {
     return telemetry_text(c, p, d, &dpgate::control::Runtime::neighbours_text);
   }, "dpgate neighbour (ARP) table");
+  rte_telemetry_register_cmd("/dpgate/rules", [](const char* c, const char* p, rte_tel_data* d) {
+    return telemetry_text(c, p, d, &dpgate::control::Runtime::rules_telemetry_text);
+  }, "dpgate running rules: generation, source, parse/compile time, rules per table");
 }
 
 uint64_t now_ms() { return rte_rdtsc() * 1000 / rte_get_tsc_hz(); }

@@ -3,6 +3,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include <chrono>
+#include <ctime>
 #include <type_traits>
 #include <cstdio>
 
@@ -63,6 +64,29 @@ std::variant<ApplyResult, std::string> RulesManager::apply(const std::string& te
   return applied;
 }
 
+void RulesManager::describe_for_telemetry(const ApplyResult& r, const std::string& file, const rules::Ruleset& rs) {
+  std::string text = r.summary();
+  const std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  text += "source " + file + ", applied " + when + "\n";
+  for (int t = 0; t < rules::kTableCount; ++t) {
+    const rules::Table& table = rs.tables[size_t(t)];
+    if (!table.present) continue;
+    size_t count = 0;
+    for (const rules::Chain& chain : table.chains) count += chain.rules.size();
+    text += std::string("table ") + rules::table_name(rules::TableId(t)) + ": " + std::to_string(count) +
+            " rules in " + std::to_string(table.chains.size()) + " chains\n";
+  }
+  const std::lock_guard<std::mutex> lock(telemetry_mutex_);
+  telemetry_ = std::move(text);
+}
+
+std::string RulesManager::telemetry_text() const {
+  const std::lock_guard<std::mutex> lock(telemetry_mutex_);
+  return telemetry_;
+}
+
 std::variant<ApplyResult, std::string> RulesManager::apply_rules(const std::string& text, const std::string& file,
                                                                  bool noflush, bool test_only) {
   ApplyResult result;
@@ -89,6 +113,7 @@ std::variant<ApplyResult, std::string> RulesManager::apply_rules(const std::stri
   auto* fresh = new dataplane::PublishedRules(next_generation_++, std::move(*parsed), std::move(*program),
                                               std::move(*payload), rule_count, workers_);
   result.generation = fresh->generation;
+  describe_for_telemetry(result, file, fresh->ruleset);
   const dataplane::PublishedRules* old = current_;
   current_ = fresh;
   baseline_.assign(rule_count, rules::Counters{});

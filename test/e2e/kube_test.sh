@@ -90,6 +90,11 @@ ctl() { python3 "$root/test/e2e/ctl.py" "$work/dpgate.sock" "$@"; }
 ctl save -c >"$work/saved.rules"
 check "rule counters count the connections (KUBE-SVC-WEB's last rule matched)" bash -c "
   grep -E '^\[[1-9][0-9]*:[0-9]+\] -A KUBE-SVC-WEB -m comment --comment \"default/web:http -> 198.18.2.13:8080\" -j KUBE-SEP-WEB3' $work/saved.rules"
+check "dpdk-telemetry.py reads /dpgate/rules and /dpgate/stats from the running daemon" bash -c "
+  printf '/dpgate/rules\\n/dpgate/stats\\n' | timeout 10 dpdk-telemetry.py -f '$TOPO' >$work/telemetry.txt 2>&1
+  grep -q 'generation [0-9]*: [0-9]* rules in [0-9]* chains' $work/telemetry.txt &&
+    grep -q 'table nat: [0-9]* rules' $work/telemetry.txt && grep -q 'worker 0' $work/telemetry.txt" ||
+  cat "$work/telemetry.txt"
 check "the saved rules are what the real iptables-save prints for the file" bash -c "
   ns=dpgk$$o; ip netns add \$ns; trap 'ip netns del \$ns' EXIT
   ip netns exec \$ns iptables-restore < $root/test/e2e/data/kube.rules

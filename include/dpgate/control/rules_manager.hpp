@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <variant>
 #include <vector>
@@ -57,8 +58,16 @@ class RulesManager {
   const dataplane::PublishedRules* current() const { return current_; }
   size_t pending_reclaim() const { return retired_.size(); }
 
+  // What the running rules are, for DPDK telemetry's /dpgate/rules: the
+  // generation, where and when it came from, parse and compile times, rules
+  // and chains per table. Telemetry callbacks run on DPDK's telemetry thread,
+  // which is no RCU reader of the published rules: they read this copy,
+  // rewritten by the control thread at each apply. Any thread.
+  std::string telemetry_text() const;
+
  private:
   rules::Ruleset with_counters() const;
+  void describe_for_telemetry(const ApplyResult& r, const std::string& file, const rules::Ruleset& rs);
   std::variant<ApplyResult, std::string> apply_rules(const std::string& text, const std::string& file, bool noflush,
                                                      bool test_only);
 
@@ -73,6 +82,8 @@ class RulesManager {
   };
   std::vector<Retired> retired_;
   uint64_t next_generation_ = 1;
+  mutable std::mutex telemetry_mutex_;  // control thread writes, telemetry thread reads
+  std::string telemetry_ = "generation 0: no rules\n";
   EventLimiter events_{10, 50};  // apply lines in the log: 50 at once, then 10 a second
 };
 

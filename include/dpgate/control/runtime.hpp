@@ -66,6 +66,7 @@ class Runtime {
   // `ip neigh`-like and `ip route`-like listings.
   std::string neighbours_text() const;
   std::string routes_text() const;
+  std::string rules_telemetry_text() const { return rules_->telemetry_text(); }
 
  private:
   explicit Runtime(const Config& config);
