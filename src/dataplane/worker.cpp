@@ -513,9 +513,17 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
 // Runs one hook's tables for packet i; counts the rules it matched and keeps
 // the marks it set. Returns the result for the caller to act on.
 rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
+  conntrack::CtView& ct = b.ct[i];
+  const bool with_nat = (ct.state & conntrack::ct_state::kNew) != 0 &&
+                        (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
+  if (!b.rules->program.hook_has_work(hook, with_nat)) {
+    rules::HookResult res;  // what evaluate() returns when no table of the hook has anything to do
+    res.mark = b.mark[i];
+    res.ct_mark = b.ct_mark[i];
+    return res;
+  }
   rules::Packet p;
   const net::PacketMeta& meta = b.meta[i];
-  conntrack::CtView& ct = b.ct[i];
   ct.mark = b.ct_mark[i];
   fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
   w.match_state->begin_packet();  // payload matches scan once per packet and hook

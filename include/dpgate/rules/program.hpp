@@ -38,6 +38,24 @@ class Program {
   };
   const Stats& stats() const { return stats_; }
 
+  // False when evaluating `hook` can change nothing: every table the hook
+  // walks (nat only when `with_nat`: a new, tracked connection) is absent or
+  // has an empty built-in chain with an ACCEPT policy there. evaluate() would
+  // then accept with no rule matched and the marks untouched, so the data
+  // plane skips it (kube-proxy's rules leave raw and mangle empty, and nat
+  // is walked once per connection: an established packet has one hook to
+  // evaluate, FORWARD, instead of three).
+  bool hook_has_work(Hook hook, bool with_nat) const {
+    for (int t = 0; t < kTableCount; ++t) {
+      if (TableId(t) == TableId::kNat && !with_nat) continue;
+      const uint32_t c = base_[size_t(t)][size_t(hook)];
+      if (c != kNone && (chains_[c].rule_begin != chains_[c].rule_end || chains_[c].policy == Policy::kDrop)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   static constexpr uint32_t kNone = 0xffffffffu;
   static constexpr uint32_t kMaxDepth = 64;  // nested jumps per table traversal
 

@@ -154,3 +154,31 @@ TEST_CASE("a service dispatch chain compiles to one hash lookup") {
   REQUIRE(r.matched_count >= 2);
   CHECK(r.matched[1] == 2 + 201);  // SVC's rule, then KUBE-SERVICES rule #201
 }
+
+TEST_CASE("hook_has_work says which hooks a packet can skip: empty ACCEPT chains, nat only for new connections") {
+  auto program = [](const char* text) {
+    auto rs = parse_ruleset(text, "t.rules");
+    REQUIRE(rs);
+    auto prog = compile_ruleset(*rs);
+    REQUIRE(prog);
+    return std::move(*prog);
+  };
+  const Program kube = program(
+      "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+      "-A PREROUTING -d 198.19.0.1/32 -p tcp -j DNAT --to-destination 198.18.2.2\n"
+      "-A POSTROUTING -j MASQUERADE\nCOMMIT\n"
+      "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+      "-A FORWARD -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n");
+  CHECK(kube.hook_has_work(Hook::kPrerouting, true));
+  CHECK_FALSE(kube.hook_has_work(Hook::kPrerouting, false));
+  CHECK(kube.hook_has_work(Hook::kPostrouting, true));
+  CHECK_FALSE(kube.hook_has_work(Hook::kPostrouting, false));
+  CHECK(kube.hook_has_work(Hook::kForward, false));
+  CHECK_FALSE(kube.hook_has_work(Hook::kInput, true));
+  CHECK_FALSE(kube.hook_has_work(Hook::kOutput, true));
+  // An empty chain still decides when its policy is DROP.
+  const Program closed = program("*mangle\n:PREROUTING DROP [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
+  CHECK(closed.hook_has_work(Hook::kPrerouting, false));
+  CHECK_FALSE(closed.hook_has_work(Hook::kPostrouting, true));
+  CHECK_FALSE(Program().hook_has_work(Hook::kForward, true));
+}
