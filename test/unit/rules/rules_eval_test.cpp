@@ -180,5 +180,4 @@ TEST_CASE("hook_has_work says which hooks a packet can skip: empty ACCEPT chains
   const Program closed = program("*mangle\n:PREROUTING DROP [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
   CHECK(closed.hook_has_work(Hook::kPrerouting, false));
   CHECK_FALSE(closed.hook_has_work(Hook::kPostrouting, true));
-  CHECK_FALSE(Program().hook_has_work(Hook::kForward, true));
 }
