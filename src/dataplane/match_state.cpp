@@ -64,4 +64,16 @@ bool WorkerMatchState::string(const rules::StringMatch& m, const rules::Packet& 
   return match::find_text(m, p.payload, p.payload_len);
 }
 
+const uint64_t* WorkerMatchState::string_scan(const rules::StringPatterns& patterns,
+                                              const rules::Packet& p) {
+  if (scanner_ == nullptr) return nullptr;
+  const match::PayloadDatabase& db = scanner_->database();
+  if (db.fingerprint() != patterns.fingerprint || db.pattern_count() != patterns.patterns.size())
+      [[unlikely]] {
+    return nullptr;
+  }
+  if (!packet_scoped_) scanner_->begin_packet();
+  return scanner_->scan(p.payload, p.payload_len);
+}
+
 }  // namespace dpgate::dataplane

@@ -87,6 +87,7 @@ PayloadDatabase::PayloadDatabase(PayloadDatabase&& other) noexcept
     : patterns_(std::move(other.patterns_)),
       index_(std::move(other.index_)),
       scanned_(other.scanned_),
+      fingerprint_(other.fingerprint_),
       db_(std::exchange(other.db_, nullptr)) {}
 
 PayloadDatabase& PayloadDatabase::operator=(PayloadDatabase&& other) noexcept {
@@ -95,6 +96,7 @@ PayloadDatabase& PayloadDatabase::operator=(PayloadDatabase&& other) noexcept {
     patterns_ = std::move(other.patterns_);
     index_ = std::move(other.index_);
     scanned_ = other.scanned_;
+    fingerprint_ = other.fingerprint_;
     db_ = std::exchange(other.db_, nullptr);
   }
   return *this;
@@ -150,6 +152,9 @@ rules::Expected<PayloadDatabase> PayloadDatabase::build(const rules::Ruleset& rs
     }
   }
   if (db.patterns_.empty()) return db;
+  for (const Pattern& p : db.patterns_) {
+    db.fingerprint_ = rules::fold_string_pattern(db.fingerprint_, p.bytes, p.from, p.to, p.icase);
+  }
 
   uint32_t slots = 4;
   while (slots < db.patterns_.size() * 2) slots <<= 1;
@@ -227,16 +232,21 @@ bool PayloadScanner::matches(const rules::StringMatch& m, const uint8_t* data, s
   if (id == PayloadDatabase::kNoPattern) [[unlikely]] {
     return find_text(m, data, len);  // a match from another ruleset
   }
+  const uint64_t* found = scan(data, len);
+  if (found == nullptr) [[unlikely]] {
+    return find_text(m, data, len);
+  }
+  return (found[id >> 6] >> (id & 63)) & 1;
+}
+
+const uint64_t* PayloadScanner::scan(const uint8_t* data, size_t len) {
   if (scanned_data_ != data || scanned_len_ != len || data == nullptr) {
     scan_ok_ = (scratch_ != nullptr || db_.scanned_count() == 0) && db_.scan(data, len, scratch_, matched_.get());
     scanned_data_ = data;
     scanned_len_ = len;
     ++scans_;
   }
-  if (!scan_ok_) [[unlikely]] {
-    return find_text(m, data, len);
-  }
-  return (matched_[id >> 6] >> (id & 63)) & 1;
+  return scan_ok_ ? matched_.get() : nullptr;
 }
 
 }  // namespace dpgate::match

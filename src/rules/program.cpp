@@ -10,6 +10,10 @@
 //   when that match comes before every stateful match of the rule). A rule
 //   it excludes would have failed before any stateful match ran, so the
 //   candidates, verified in order, see exactly the interpreter's calls.
+// - string pruning in a classifier segment: a rule whose string match comes
+//   after pure matches only (guard_pattern) fails, with no side effect, on
+//   a packet without its pattern, so one scan of the payload may drop it
+//   from the candidates. Every other candidate is still verified in order.
 #include "dpgate/rules/program.hpp"
 
 #include <algorithm>
@@ -17,6 +21,8 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
+#include <type_traits>
 
 #include "eval.hpp"
 #include "names.hpp"
@@ -118,12 +124,60 @@ std::array<Intervals, Program::kFields> rule_fields(const Rule& r) {
   return f;
 }
 
+// Whether evaluating the match can change anything (a random draw, an nth
+// counter, a recent list, a token bucket, an nfacct counter) and so must
+// happen whenever the interpreter would reach it. A match type added later
+// counts as having side effects until it is listed here.
+bool has_side_effects(const Match& m) {
+  return std::visit(
+      [](const auto& mm) {
+        using T = std::decay_t<decltype(mm)>;
+        return !(std::is_same_v<T, TcpMatch> || std::is_same_v<T, IcmpMatch> ||
+                 std::is_same_v<T, MultiportMatch> || std::is_same_v<T, ConntrackMatch> ||
+                 std::is_same_v<T, MarkMatch> || std::is_same_v<T, AddrtypeMatch> ||
+                 std::is_same_v<T, CommentMatch> || std::is_same_v<T, StringMatch> ||
+                 std::is_same_v<T, LengthMatch> || std::is_same_v<T, IprangeMatch>);
+      },
+      m);
+}
+
+// The pattern id of a rule's first non-negated string match when no match
+// before it has side effects, else kNone. On a packet whose payload lacks
+// that pattern the interpreter runs the rule's pure matches up to the string
+// match at most and stops there (ipt_do_table: a rule's matches in order,
+// up to the first that fails), so skipping the rule changes nothing. A
+// statistic, recent, limit or nfacct match before it must still run: such a
+// rule is never skipped.
+uint32_t guard_pattern(const Program::CompiledMatch* begin, const Program::CompiledMatch* end) {
+  for (const Program::CompiledMatch* m = begin; m != end; ++m) {
+    if (has_side_effects(m->match)) return Program::kNone;
+    if (m->pattern != Program::kNone && !std::get<StringMatch>(m->match).inv) return m->pattern;
+  }
+  return Program::kNone;
+}
+
 }  // namespace
+
+uint64_t fold_string_pattern(uint64_t fingerprint, const std::string& bytes, uint16_t from, uint16_t to,
+                             bool icase) {
+  // FNV-1a over the length, the bytes and the options.
+  uint64_t h = fingerprint ^ 0xcbf29ce484222325ull;
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+  mix(bytes.size());
+  for (char c : bytes) mix(uint8_t(c));
+  mix((uint64_t{from} << 32) | (uint64_t{to} << 1) | uint64_t{icase});
+  return h;
+}
 
 Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) {
   Program prog;
   const RuleIds ids = rule_ids(rs);
   for (auto& row : prog.base_) row.fill(Program::kNone);
+  const uint32_t max_classifier_rules = std::min(opt.max_classifier_rules, Program::kMaxClassifierRules);
+  // Payload patterns by content, numbered in order of first use.
+  std::map<std::tuple<std::string, uint16_t, uint16_t, bool>, uint32_t> pattern_ids;
+  // (pattern id, rule) of every string-guarded classified rule.
+  std::vector<std::pair<uint32_t, uint32_t>> guards;
 
   for (int ti = 0; ti < kTableCount; ++ti) {
     const Table& tb = rs.tables[size_t(ti)];
@@ -183,7 +237,17 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         cr.match_begin = uint32_t(prog.matches_.size());
         for (uint32_t m = 0; m < r.matches.size(); ++m) {
           if (std::holds_alternative<CommentMatch>(r.matches[m])) continue;
-          prog.matches_.push_back({r.matches[m], m});
+          Program::CompiledMatch cm{r.matches[m], m};
+          if (const auto* str = std::get_if<StringMatch>(&r.matches[m])) {
+            const auto [it, fresh] = pattern_ids.try_emplace({str->pattern, str->from, str->to, str->icase},
+                                                             uint32_t(prog.strings_.patterns.size()));
+            if (fresh) {
+              prog.strings_.patterns.push_back(*str);
+              prog.strings_.patterns.back().inv = false;
+            }
+            cm.pattern = it->second;
+          }
+          prog.matches_.push_back(std::move(cm));
         }
         cr.match_end = uint32_t(prog.matches_.size());
         cr.target = uint32_t(prog.targets_.size());
@@ -241,7 +305,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         }
         // General run until the next hashable run or the chain's end.
         size_t gen = 0;
-        while (k + gen < ch.rules.size() && gen < opt.max_classifier_rules) {
+        while (k + gen < ch.rules.size() && gen < max_classifier_rules) {
           if (opt.enable_hash && gen > 0 &&
               exact_run(k + gen, opt.min_hash_run, nullptr, nullptr) >= opt.min_hash_run) {
             break;
@@ -280,6 +344,24 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             }
             cl.fields[size_t(f)] = cf;
           }
+          std::vector<uint64_t> guarded(cl.words, 0);
+          uint32_t guarded_count = 0;
+          for (size_t q = 0; q < gen; ++q) {
+            const Program::CompiledRule& cr = prog.rules_[abs + q];
+            const uint32_t id =
+                guard_pattern(prog.matches_.data() + cr.match_begin, prog.matches_.data() + cr.match_end);
+            if (id == Program::kNone) continue;
+            guarded[q / 64] |= uint64_t(1) << (q % 64);
+            guards.push_back({id, abs + uint32_t(q)});
+            cl.pattern_lo = guarded_count == 0 ? id : std::min(cl.pattern_lo, id);
+            cl.pattern_hi = guarded_count == 0 ? id : std::max(cl.pattern_hi, id);
+            ++guarded_count;
+          }
+          if (guarded_count > 0) {
+            cl.guarded_row = uint32_t(prog.rows_.size());
+            prog.rows_.insert(prog.rows_.end(), guarded.begin(), guarded.end());
+            prog.stats_.string_guarded_rules += guarded_count;
+          }
           prog.segments_.push_back({Program::SegmentKind::kClassifier, abs, abs + uint32_t(gen),
                                     uint32_t(prog.classifiers_.size())});
           prog.classifiers_.push_back(cl);
@@ -304,10 +386,53 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
   }
   prog.stats_.rules = uint32_t(prog.rules_.size());
   prog.stats_.chains = uint32_t(prog.chains_.size());
+  for (const StringMatch& m : prog.strings_.patterns) {
+    uint64_t& fp = prog.strings_.fingerprint;
+    fp = fold_string_pattern(fp, m.pattern, m.from, m.to, m.icase);
+  }
+  std::sort(guards.begin(), guards.end());
+  prog.guard_begin_.assign(prog.strings_.patterns.size() + 1, 0);
+  for (const auto& [id, rule] : guards) {
+    prog.guard_begin_[id + 1]++;
+    prog.guarded_rules_.push_back(rule);
+  }
+  for (size_t id = 1; id < prog.guard_begin_.size(); ++id) {
+    prog.guard_begin_[id] += prog.guard_begin_[id - 1];
+  }
   return prog;
 }
 
-bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st) const {
+const uint64_t* Program::scanned(PayloadScan& scan, const Packet& p, MatchState& st) const {
+  if (!scan.asked) {
+    scan.asked = true;
+    scan.found = st.string_scan(strings_, p);
+  }
+  return scan.found;
+}
+
+// Keeps in cand[w0..] the unguarded rules and the guarded ones whose
+// pattern the scan found.
+void Program::prune_by_scan(const Segment& s, const Classifier& cl, const uint64_t* found, uint32_t w0,
+                            uint64_t* cand) const {
+  const uint64_t* guarded = rows_.data() + cl.guarded_row;
+  uint64_t keep[kMaxClassifierRules / 64];
+  for (uint32_t w = w0; w < cl.words; ++w) keep[w] = ~guarded[w];
+  const uint32_t lowest = s.begin + w0 * 64;
+  for (uint32_t pw = cl.pattern_lo / 64; pw <= cl.pattern_hi / 64; ++pw) {
+    for (uint64_t bits = found[pw]; bits != 0; bits &= bits - 1) {
+      const uint32_t id = pw * 64 + uint32_t(__builtin_ctzll(bits));
+      const uint32_t* end = guarded_rules_.data() + guard_begin_[id + 1];
+      for (const uint32_t* r = std::lower_bound(guarded_rules_.data() + guard_begin_[id], end, lowest);
+           r != end && *r < s.end; ++r) {
+        const uint32_t q = *r - s.begin;
+        keep[q / 64] |= uint64_t(1) << (q % 64);
+      }
+    }
+  }
+  for (uint32_t w = w0; w < cl.words; ++w) cand[w] &= keep[w];
+}
+
+bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, PayloadScan& scan) const {
   const CompiledRule& r = rules_[ri];
   const Header& h = r.header;
   if ((((p.src & h.src_mask) == h.src) == bool(h.flags & kHInvSrc)) && (h.src_mask || (h.flags & kHInvSrc))) return false;
@@ -327,17 +452,25 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st) const {
   if (h.proto != 0 && (p.proto == h.proto) == bool(h.flags & kHInvProto)) return false;
   if ((h.flags & kHFrag) && p.fragment == bool(h.flags & kHInvFrag)) return false;
   for (uint32_t m = r.match_begin; m < r.match_end; ++m) {
-    if (!eval::match_one(matches_[m].match, eval::MatchCtx{p, st, r.id, matches_[m].index})) return false;
+    const CompiledMatch& cm = matches_[m];
+    if (cm.pattern != kNone) {
+      if (const uint64_t* found = scanned(scan, p, st)) {
+        const bool hit = (found[cm.pattern / 64] >> (cm.pattern % 64)) & 1;
+        if (hit == std::get<StringMatch>(cm.match).inv) return false;
+        continue;
+      }
+    }
+    if (!eval::match_one(cm.match, eval::MatchCtx{p, st, r.id, cm.index})) return false;
   }
   return true;
 }
 
 // First rule of the segment at or after `from` that matches, or kNone.
-uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet& p,
-                                  MatchState& st) const {
+uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
+                                  PayloadScan& scan) const {
   switch (s.kind) {
     case SegmentKind::kLinear:
-      return rule_matches(from, p, st) ? from : kNone;
+      return rule_matches(from, p, st, scan) ? from : kNone;
     case SegmentKind::kHash: {
       if (p.fragment) return kNone;
       const HashIndex& hi = hashes_[s.index];
@@ -346,7 +479,7 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
       while (true) {
         const HashSlot& e = slots_[hi.slot_begin + slot];
         if (e.rule == kNone) return kNone;
-        if (e.key == key) return (e.rule >= from && rule_matches(e.rule, p, st)) ? e.rule : kNone;
+        if (e.key == key) return (e.rule >= from && rule_matches(e.rule, p, st, scan)) ? e.rule : kNone;
         slot = (slot + 1) & hi.mask;
       }
     }
@@ -360,14 +493,27 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
         size_t e = size_t(std::upper_bound(b, b + cf.bound_count, values[f]) - b) - 1;
         rows[f] = rows_.data() + cf.row_begin + e * cl.words;
       }
+      // Every word's candidates first (a loop without calls keeps the rows
+      // in registers), then the walk. When it reaches the first guarded
+      // candidate, the payload is scanned and the guarded rules whose
+      // pattern is missing leave the candidates.
       const uint32_t first = from - s.begin;
+      uint64_t cand[kMaxClassifierRules / 64];
       for (uint32_t w = first / 64; w < cl.words; ++w) {
-        uint64_t bits = rows[0][w] & rows[1][w] & rows[2][w] & rows[3][w] & rows[4][w];
-        if (w == first / 64) bits &= ~uint64_t(0) << (first % 64);
-        while (bits) {
+        cand[w] = rows[0][w] & rows[1][w] & rows[2][w] & rows[3][w] & rows[4][w];
+      }
+      cand[first / 64] &= ~uint64_t(0) << (first % 64);
+      const uint64_t* guarded = cl.guarded_row == kNone ? nullptr : rows_.data() + cl.guarded_row;
+      for (uint32_t w = first / 64; w < cl.words; ++w) {
+        if (guarded != nullptr && (cand[w] & guarded[w]) != 0) {
+          if (const uint64_t* found = scanned(scan, p, st)) [[likely]] {
+            prune_by_scan(s, cl, found, w, cand);
+          }
+          guarded = nullptr;  // pruned, or the state answers per match only
+        }
+        for (uint64_t bits = cand[w]; bits != 0; bits &= bits - 1) {
           const uint32_t r = s.begin + w * 64 + uint32_t(__builtin_ctzll(bits));
-          if (rule_matches(r, p, st)) return r;
-          bits &= bits - 1;
+          if (rule_matches(r, p, st, scan)) return r;
         }
       }
       return kNone;
@@ -377,6 +523,9 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
 }
 
 HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state) const {
+  // Targets rewrite addresses and ports of `p`, never its payload: one scan
+  // serves every table of the hook.
+  PayloadScan scan;
   return eval::run_hook(hook, packet, [&](TableId t, Packet& p, HookResult& res) {
     uint32_t chain = base_[size_t(t)][size_t(hook)];
     if (chain == kNone) return eval::Flow::kAccept;
@@ -397,7 +546,7 @@ HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state)
         continue;
       }
       const Segment& seg = segments_[segment_of_rule_[pos]];
-      const uint32_t hit = find_in_segment(seg, pos, p, state);
+      const uint32_t hit = find_in_segment(seg, pos, p, state, scan);
       if (hit == kNone) {
         pos = seg.end;
         continue;

@@ -119,4 +119,12 @@ bool SimpleMatchState::string(const StringMatch& m, const Packet& p) {
   return std::search(begin, end, m.pattern.begin(), m.pattern.end(), eq) != end;
 }
 
+const uint64_t* SimpleMatchState::string_scan(const StringPatterns& patterns, const Packet& p) {
+  found_.assign((patterns.patterns.size() + 63) / 64, 0);
+  for (size_t id = 0; id < patterns.patterns.size(); ++id) {
+    if (string(patterns.patterns[id], p)) found_[id / 64] |= uint64_t{1} << (id % 64);
+  }
+  return found_.data();
+}
+
 }  // namespace dpgate::rules

@@ -31,8 +31,9 @@ class WorkerMatchState final : public rules::MatchState {
   }
 
   // Before evaluating one hook of one packet: string matches scan the
-  // payload once from here on and share the result. Without this call every
-  // string match searches on its own (the bytes may change between hooks).
+  // payload once from here on and share the result. Without this call a
+  // string match asked on its own (string()) searches on its own, and
+  // string_scan() scans afresh (the bytes may change between hooks).
   void begin_packet() {
     packet_scoped_ = true;
     if (scanner_ != nullptr) scanner_->begin_packet();
@@ -46,6 +47,11 @@ class WorkerMatchState final : public rules::MatchState {
   // the rule counters, so nothing is done per packet.
   void nfacct(const rules::NfacctMatch&, const rules::Packet&) override {}
   bool string(const rules::StringMatch& m, const rules::Packet& p) override;
+  // The claimed scanner's bitset when its database numbers patterns as
+  // `patterns` does (the same generation's Program), else nullptr. Without
+  // begin_packet() it scans on every call: the Program asks once per hook.
+  const uint64_t* string_scan(const rules::StringPatterns& patterns,
+                              const rules::Packet& p) override;
 
  private:
   lb::RecentTable* recent_;

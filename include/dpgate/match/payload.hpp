@@ -60,6 +60,9 @@ class PayloadDatabase {
   // Patterns Hyperscan scans for (the others cannot fit between --from and --to).
   uint32_t scanned_count() const { return scanned_; }
   const std::vector<PatternUser>& users(uint32_t id) const { return patterns_[id].users; }
+  // Of the numbering of pattern ids (rules::StringPatterns): equal to the
+  // fingerprint of the Program compiled from the same Ruleset.
+  uint64_t fingerprint() const { return fingerprint_; }
 
   // The pattern id of a string match, by content; kNoPattern when the
   // ruleset has no such match. Any thread; no allocation.
@@ -88,6 +91,7 @@ class PayloadDatabase {
   std::vector<Pattern> patterns_;
   std::vector<uint32_t> index_;  // open addressing over key_hash: pattern ids, kNoPattern = empty
   uint32_t scanned_ = 0;
+  uint64_t fingerprint_ = 0;
   hs_database* db_ = nullptr;
 };
 
@@ -109,6 +113,14 @@ class PayloadScanner {
   // Whether the string match holds for the datagram (before '!'). Owning
   // worker; no allocation.
   bool matches(const rules::StringMatch& m, const uint8_t* data, size_t len);
+
+  // The datagram's scan result: bit k set when pattern k occurs; nullptr
+  // when Hyperscan failed. Scans unless this datagram was scanned since
+  // begin_packet(); the bitset stays valid until the next scan. Owning
+  // worker; no allocation.
+  const uint64_t* scan(const uint8_t* data, size_t len);
+
+  const PayloadDatabase& database() const { return db_; }
 
   uint64_t scans() const { return scans_; }
 

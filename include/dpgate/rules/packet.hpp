@@ -108,6 +108,21 @@ struct HookResult {
   bool operator==(const HookResult& o) const;
 };
 
+// Every distinct payload pattern (bytes, --from, --to, --icase) of a
+// ruleset's string matches, numbered in order of first use: tables, chains,
+// rules and matches in Ruleset order. The compiled Program and
+// match::PayloadDatabase number them alike; equal fingerprints (each pattern
+// folded in id order by fold_string_pattern, from 0) say that two numberings
+// are the same, so a scan's bitset can be read by pattern id.
+struct StringPatterns {
+  std::vector<StringMatch> patterns;  // by id; '!' and --algo are not part of a pattern
+  uint64_t fingerprint = 0;
+};
+
+// One more pattern into a numbering's fingerprint. Any thread.
+uint64_t fold_string_pattern(uint64_t fingerprint, const std::string& bytes, uint16_t from, uint16_t to,
+                             bool icase);
+
 // Stateful matches ask this; the data plane implements it per worker
 // (recent tables, token buckets, Hyperscan), tests use SimpleMatchState.
 // Called only when evaluation reaches such a match, never per rule.
@@ -126,6 +141,12 @@ class MatchState {
   virtual void nfacct(const NfacctMatch& m, const Packet& p) = 0;
   // string: whether the payload contains the pattern (before '!').
   virtual bool string(const StringMatch& m, const Packet& p) = 0;
+  // string for every pattern of a numbering at once: a bitset (bit k: pattern
+  // k occurs in the payload, before '!') that stays valid while the same hook
+  // of the same packet is evaluated; nullptr when this state cannot answer
+  // for that numbering, and string() is then asked per match. The Program
+  // asks at most once per hook, and only when it reaches a string match.
+  virtual const uint64_t* string_scan(const StringPatterns&, const Packet&) { return nullptr; }
 };
 
 // Deterministic reference state: seeded xorshift random source, per-rule
@@ -144,6 +165,8 @@ class SimpleMatchState final : public MatchState {
   bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) override;
   void nfacct(const NfacctMatch& m, const Packet& p) override;
   bool string(const StringMatch& m, const Packet& p) override;
+  // string() for each pattern, so that it agrees with the rule-by-rule path.
+  const uint64_t* string_scan(const StringPatterns& patterns, const Packet& p) override;
 
  private:
   struct Bucket {
@@ -162,6 +185,7 @@ class SimpleMatchState final : public MatchState {
   };
   std::map<std::string, std::map<uint32_t, Entry>> recent_;
   std::map<std::string, uint64_t> nfacct_;
+  std::vector<uint64_t> found_;  // string_scan's answer
 };
 
 }  // namespace dpgate::rules

@@ -2,6 +2,9 @@
 // chains and segments. Runs of exact-match rules become one hash lookup,
 // other long runs a bit-vector classifier over (src, dst, proto, sport,
 // dport); rules keep their order wherever order can change the result.
+// Inside a classifier run, a rule that a non-negated -m string match can
+// rule out before any match with side effects is dropped from the
+// candidates when one scan of the payload did not find its pattern.
 // Built by the control thread (compile_ruleset); immutable afterwards, so
 // any number of workers may call evaluate() concurrently, each with its own
 // MatchState.
@@ -19,7 +22,7 @@ namespace dpgate::rules {
 struct CompileOptions {
   uint32_t min_hash_run = 4;         // shorter exact-match runs stay linear
   uint32_t min_classifier_run = 8;   // shorter general runs stay linear
-  uint32_t max_classifier_rules = 1024;  // a longer run is split
+  uint32_t max_classifier_rules = 1024;  // a longer run is split; Program::kMaxClassifierRules at most
   bool enable_hash = true;
   bool enable_classifier = true;
 };
@@ -35,6 +38,7 @@ class Program {
     uint32_t hash_segments = 0, hashed_rules = 0;
     uint32_t classifier_segments = 0, classified_rules = 0;
     uint32_t linear_rules = 0;
+    uint32_t string_guarded_rules = 0;  // classified rules a scan can rule out
   };
   const Stats& stats() const { return stats_; }
 
@@ -55,9 +59,14 @@ class Program {
     }
     return false;
   }
+  // The payload patterns of its string matches, numbered as
+  // match::PayloadDatabase numbers those of the same Ruleset.
+  const StringPatterns& string_patterns() const { return strings_; }
 
   static constexpr uint32_t kNone = 0xffffffffu;
   static constexpr uint32_t kMaxDepth = 64;  // nested jumps per table traversal
+  // Rules in one classifier run: bounds the stack bitset of string pruning.
+  static constexpr uint32_t kMaxClassifierRules = 4096;
 
   // ---- flat representation (read by evaluate) ----
   enum class SegmentKind : uint8_t { kLinear, kHash, kClassifier };
@@ -86,7 +95,8 @@ class Program {
   };
   struct CompiledMatch {
     Match match;
-    uint32_t index = 0;  // position in the source rule (identifies its state)
+    uint32_t index = 0;        // position in the source rule (identifies its state)
+    uint32_t pattern = kNone;  // a StringMatch's pattern id in strings_
   };
   struct CompiledChain {
     uint32_t rule_begin = 0, rule_end = 0;
@@ -109,12 +119,27 @@ class Program {
   struct Classifier {
     std::array<ClassField, kFields> fields;
     uint32_t words = 0;
+    // Rules whose first string match can rule them out (see guard_pattern in
+    // program.cpp): `words` bits in rows_ at guarded_row, kNone when none;
+    // their patterns' ids lie in [pattern_lo, pattern_hi].
+    uint32_t guarded_row = kNone;
+    uint32_t pattern_lo = 0, pattern_hi = 0;
   };
 
  private:
   friend Expected<Program> compile_ruleset(const Ruleset&, const CompileOptions&);
-  uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st) const;
-  bool rule_matches(uint32_t r, const Packet& p, MatchState& st) const;
+  // One hook's scan of the payload for every pattern, made when the walk
+  // first needs it.
+  struct PayloadScan {
+    const uint64_t* found = nullptr;  // bit per pattern id; nullptr: ask per match
+    bool asked = false;
+  };
+  const uint64_t* scanned(PayloadScan& scan, const Packet& p, MatchState& st) const;
+  uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
+                           PayloadScan& scan) const;
+  bool rule_matches(uint32_t r, const Packet& p, MatchState& st, PayloadScan& scan) const;
+  void prune_by_scan(const Segment& s, const Classifier& cl, const uint64_t* found, uint32_t w0,
+                     uint64_t* cand) const;
 
   std::vector<CompiledRule> rules_;
   std::vector<CompiledMatch> matches_;
@@ -127,6 +152,11 @@ class Program {
   std::vector<Classifier> classifiers_;
   std::vector<uint32_t> bounds_;
   std::vector<uint64_t> rows_;
+  StringPatterns strings_;
+  // Classified rules guarded by each pattern, ascending: pattern id k owns
+  // guarded_rules_[guard_begin_[k], guard_begin_[k + 1]).
+  std::vector<uint32_t> guard_begin_;
+  std::vector<uint32_t> guarded_rules_;
   // base_[table][hook]: chain index of the built-in chain, kNone when absent.
   std::array<std::array<uint32_t, kHookCount>, kTableCount> base_{};
   Stats stats_;

@@ -255,7 +255,7 @@ TEST_CASE("a later fragment is searched like any datagram: xt_string has no frag
   CHECK(published.program.evaluate(rules::Hook::kForward, p, state).action == rules::Action::kDrop);
 }
 
-TEST_CASE("without begin_packet every string match searches on its own and still agrees") {
+TEST_CASE("without begin_packet each hook scans afresh and a lone string match searches on its own") {
   rules::Ruleset rs = parse(filter_rules({"--string one --algo bm", "--string two --algo bm"}));
   auto prog = rules::compile_ruleset(rs);
   REQUIRE(prog.ok());
@@ -264,12 +264,21 @@ TEST_CASE("without begin_packet every string match searches on its own and still
   dataplane::PublishedRules published(1, rs, std::move(*prog), std::move(*db), rules::rule_ids(rs).count, 1);
   dataplane::WorkerMatchState state(nullptr, 1);
   state.begin(&published, 0);
-  const std::string data = at(20, "two", 64);
+  std::string data = at(20, "two", 64);
   rules::Packet p;
   p.payload = reinterpret_cast<const uint8_t*>(data.data());
   p.payload_len = uint16_t(data.size());
   CHECK(published.program.evaluate(rules::Hook::kForward, p, state).action == rules::Action::kDrop);
-  CHECK(published.scanners[0]->scans() == 0);
+  CHECK(published.scanners[0]->scans() == 1);
+  // The same buffer rewritten between hooks: the next hook sees the new bytes.
+  data.replace(20, 3, "xyz");
+  CHECK(published.program.evaluate(rules::Hook::kForward, p, state).action == rules::Action::kAccept);
+  CHECK(published.scanners[0]->scans() == 2);
+  const rules::Chain* forward = rs.tables[size_t(rules::TableId::kFilter)].find("FORWARD");
+  const auto& one = std::get<StringMatch>(forward->rules[0].matches[0]);
+  data.replace(20, 3, "one");
+  CHECK(state.string(one, p));
+  CHECK(published.scanners[0]->scans() == 2);
 }
 
 TEST_CASE("each worker claims its own scanner of a generation, once") {

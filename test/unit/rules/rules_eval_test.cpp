@@ -155,6 +155,95 @@ TEST_CASE("a service dispatch chain compiles to one hash lookup") {
   CHECK(r.matched[1] == 2 + 201);  // SVC's rule, then KUBE-SERVICES rule #201
 }
 
+namespace {
+
+// SimpleMatchState that counts how the evaluator asks about payloads and nth
+// counters.
+class CountingState final : public MatchState {
+ public:
+  uint32_t random31() override { return inner_.random31(); }
+  bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) override {
+    ++nth_calls;
+    return inner_.nth(rule_id, match_index, m);
+  }
+  bool recent(const RecentMatch& m, const Packet& p) override { return inner_.recent(m, p); }
+  bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) override {
+    return inner_.limit(rule_id, match_index, m);
+  }
+  void nfacct(const NfacctMatch& m, const Packet& p) override { inner_.nfacct(m, p); }
+  bool string(const StringMatch& m, const Packet& p) override {
+    ++string_calls;
+    return inner_.string(m, p);
+  }
+  const uint64_t* string_scan(const StringPatterns& patterns, const Packet& p) override {
+    ++scans;
+    return inner_.string_scan(patterns, p);
+  }
+  uint32_t nth_calls = 0, string_calls = 0, scans = 0;
+
+ private:
+  SimpleMatchState inner_;
+};
+
+Packet with_payload(const std::string& payload) {
+  Packet p = tcp(0x0a000001, 0x0a000002, 80);
+  p.payload = reinterpret_cast<const uint8_t*>(payload.data());
+  p.payload_len = uint16_t(payload.size());
+  return p;
+}
+
+std::string string_rules(size_t n, const std::string& before, const std::string& after) {
+  std::string text = "*filter\n:FORWARD ACCEPT [0:0]\n";
+  for (size_t i = 0; i < n; ++i) {
+    text += "-A FORWARD -p tcp" + before + " -m string --string needle" + std::to_string(i) + "x --algo bm" +
+            after + " -j DROP\n";
+  }
+  return text + "COMMIT\n";
+}
+
+}  // namespace
+
+TEST_CASE("one scan rules out every string rule whose pattern the packet lacks") {
+  Both b = Both::make(string_rules(1000, "", ""));
+  CHECK(b.prog.stats().string_guarded_rules == 1000);
+  CountingState state;
+  const std::string none = "GET / HTTP/1.1\r\nHost: example\r\n";
+  CHECK(b.prog.evaluate(Hook::kForward, with_payload(none), state).action == Action::kAccept);
+  CHECK(state.scans == 1);
+  CHECK(state.string_calls == 0);
+  const std::string late = "GET /needle999x HTTP/1.1";
+  const HookResult r = b.run(Hook::kForward, with_payload(late));
+  CHECK(r.action == Action::kDrop);
+  REQUIRE(r.matched_count == 1);
+  CHECK(r.matched[0] == 999);
+}
+
+TEST_CASE("a statistic match before the string match still counts packets that lack the pattern") {
+  // As ipt_do_table: the nth counter advances before the string match fails.
+  Both before = Both::make(string_rules(100, " -m statistic --mode nth --every 2 --packet 0", ""));
+  CHECK(before.prog.stats().string_guarded_rules == 0);
+  CountingState a;
+  before.prog.evaluate(Hook::kForward, with_payload("nothing here"), a);
+  CHECK(a.nth_calls == 100);
+  // After the string match it is never reached, so those rules can be skipped.
+  Both after = Both::make(string_rules(100, "", " -m statistic --mode nth --every 2 --packet 0"));
+  CHECK(after.prog.stats().string_guarded_rules == 100);
+  CountingState b;
+  after.prog.evaluate(Hook::kForward, with_payload("nothing here"), b);
+  CHECK(b.nth_calls == 0);
+  CHECK(b.scans == 1);
+}
+
+TEST_CASE("a negated string match keeps its rule a candidate") {
+  Both b = Both::make(
+      "*filter\n:FORWARD ACCEPT [0:0]\n"
+      "-A FORWARD -p tcp -m string --algo bm ! --string needle -j DROP\n"
+      "-A FORWARD -p tcp -m string --algo bm --string other -j ACCEPT\n"
+      "COMMIT\n");
+  CHECK(b.run(Hook::kForward, with_payload("plain")).action == Action::kDrop);
+  CHECK(b.run(Hook::kForward, with_payload("a needle")).action == Action::kAccept);
+}
+
 TEST_CASE("hook_has_work says which hooks a packet can skip: empty ACCEPT chains, nat only for new connections") {
   auto program = [](const char* text) {
     auto rs = parse_ruleset(text, "t.rules");

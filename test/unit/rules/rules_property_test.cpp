@@ -12,6 +12,7 @@
 #include "dpgate/rules/parser.hpp"
 #include "dpgate/rules/program.hpp"
 #include "dpgate/rules/save.hpp"
+#include "string_rules.hpp"
 
 using namespace dpgate::rules;
 
@@ -266,4 +267,67 @@ TEST_CASE("the compiled Program agrees with the interpreter on random rulesets a
   CHECK(hashed > 0);
   CHECK(classified > 0);
   CHECK(logged > 0);
+}
+
+// The same agreement where string pruning decides most of the walk: long
+// runs of string rules (classifier segments that drop rules whose pattern the
+// one scan did not find) mixed with negated strings, windows, case folding
+// and stateful matches before and after the string match. The stateful
+// matches must run exactly as often on both sides: the random draws left
+// and the nfacct counters are compared after each ruleset.
+TEST_CASE("the Program's string pruning agrees with the interpreter on string-heavy rulesets") {
+  uint64_t seed = 20240917;
+  if (const char* s = std::getenv("DPGATE_PROPERTY_SEED")) seed = std::strtoull(s, nullptr, 0);
+  uint64_t packets = 0, guarded = 0, matched = 0;
+  for (int round = 0; round < 120; ++round) {
+    const uint64_t case_seed = seed * 1000003 + uint64_t(round);
+    dpgate::testing::StringRulesGen g(case_seed);
+    const std::string text = g.ruleset(round % 4 == 0 ? 400 : 40);
+    auto rs = parse_ruleset(text, "strings.rules");
+    INFO("seed " << seed << " round " << round << " (DPGATE_PROPERTY_SEED=" << seed << ")\n" << text);
+    if (!rs.ok()) FAIL(rs.error().to_string());
+    CompileOptions opt;
+    if (round % 3 != 0) {
+      opt.min_classifier_run = 1 + g.below(8);
+      opt.max_classifier_rules = 2 + g.below(200);
+    }
+    auto prog = compile_ruleset(*rs, opt);
+    REQUIRE(prog.ok());
+    guarded += prog->stats().string_guarded_rules;
+    Interpreter interp(*rs);
+    SimpleMatchState si(case_seed), sp(case_seed);
+    for (int k = 0; k < 80; ++k) {
+      const std::string payload = g.payload(64);
+      Packet p;
+      p.src = g.addr();
+      p.dst = g.addr();
+      p.proto = g.chance(50) ? 6 : 17;
+      p.sport = g.port();
+      p.dport = g.port();
+      p.mark = g.chance(30) ? 1 : 0;
+      p.payload = reinterpret_cast<const uint8_t*>(payload.data());
+      p.payload_len = uint16_t(payload.size());
+      p.length = uint16_t(40 + payload.size());
+      const Hook hooks[] = {Hook::kPrerouting, Hook::kForward, Hook::kInput};
+      const Hook hook = hooks[g.below(3)];
+      si.set_now(k * 0.05);
+      sp.set_now(k * 0.05);
+      const HookResult a = interp.evaluate(hook, p, si);
+      const HookResult b = prog->evaluate(hook, p, sp);
+      INFO("packet " << k << " hook " << hook_name(hook) << " payload '" << payload << "'");
+      REQUIRE(int(a.action) == int(b.action));
+      REQUIRE(a.matched_count == b.matched_count);
+      for (size_t q = 0; q < a.matched_count; ++q) REQUIRE(a.matched[q] == b.matched[q]);
+      REQUIRE(a == b);
+      matched += a.matched_count;
+      ++packets;
+    }
+    REQUIRE(si.random31() == sp.random31());
+    REQUIRE(si.nfacct_packets("N0") == sp.nfacct_packets("N0"));
+    REQUIRE(si.nfacct_packets("N1") == sp.nfacct_packets("N1"));
+  }
+  WARN("string property: " << packets << " packets, " << guarded << " string-guarded rules, " << matched
+                           << " rule matches");
+  CHECK(guarded > 1000);
+  CHECK(matched > packets);
 }
