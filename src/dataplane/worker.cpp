@@ -171,13 +171,7 @@ void learn_neighbour(Worker& w, uint16_t port, uint32_t ip, const net::MacAddr& 
 }
 
 bool take_icmp_token(Worker& w, uint64_t now) {
-  const Router& r = *w.router;
-  if (r.icmp_token_cycles == 0) return false;
-  w.icmp_credit = std::min(r.icmp_bucket_cycles, w.icmp_credit + (now - w.icmp_last_tsc));
-  w.icmp_last_tsc = now;
-  if (w.icmp_credit < r.icmp_token_cycles) return false;
-  w.icmp_credit -= r.icmp_token_cycles;
-  return true;
+  return w.icmp_bucket.take(now, w.router->icmp_token_cycles, w.router->icmp_bucket_cycles);
 }
 
 // `ct_state`: what the kernel's conntrack makes of it in OUTPUT - an ICMP
@@ -473,13 +467,7 @@ void track(Worker& w, Burst& b) {
 }
 
 bool take_log_token(Worker& w, uint64_t now) {
-  const Router& r = *w.router;
-  if (r.log_token_cycles == 0) return false;
-  w.log_credit = std::min(r.log_bucket_cycles, w.log_credit + (now - w.log_last_tsc));
-  w.log_last_tsc = now;
-  if (w.log_credit < r.log_token_cycles) return false;
-  w.log_credit -= r.log_token_cycles;
-  return true;
+  return w.log_bucket.take(now, w.router->log_token_cycles, w.router->log_bucket_cycles);
 }
 
 // The LOG rules packet i passed in `hook`: one record each on this worker's
@@ -949,10 +937,8 @@ void take_over(Worker& w) {
 Worker::Worker(Router& r, uint16_t queue_index, unsigned lcore, const conntrack::TableConfig& flow_config)
     : queue(queue_index), lcore_id(lcore), router(&r) {
   pending.reserve(r.arp_queue);
-  icmp_credit = r.icmp_bucket_cycles;
-  icmp_last_tsc = rte_rdtsc();
-  log_credit = r.log_bucket_cycles;
-  log_last_tsc = icmp_last_tsc;
+  icmp_bucket = {r.icmp_bucket_cycles, rte_rdtsc()};  // both start full
+  log_bucket = {r.log_bucket_cycles, icmp_bucket.last_tsc};
   conntrack::TableConfig config = flow_config;
   config.owner = static_cast<uint8_t>(queue_index);
   flows = std::make_unique<conntrack::Table>(config);

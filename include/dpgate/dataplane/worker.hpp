@@ -6,6 +6,7 @@
 
 #include <rte_common.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -25,6 +26,22 @@ namespace dpgate::dataplane {
 
 struct PortCounters {
   Counter rx_packets, rx_bytes, tx_packets, tx_bytes;
+};
+
+// A token bucket counted in TSC cycles: each take() costs `token` cycles of
+// credit, and credit refills with time up to `depth`. `token` 0: never.
+// One owner (its worker); no atomics.
+struct CycleBucket {
+  uint64_t credit = 0;
+  uint64_t last_tsc = 0;
+  bool take(uint64_t now, uint64_t token, uint64_t depth) {
+    if (token == 0) return false;
+    credit = std::min(depth, credit + (now - last_tsc));
+    last_tsc = now;
+    if (credit < token) return false;
+    credit -= token;
+    return true;
+  }
 };
 
 struct WorkerCounters {
@@ -96,10 +113,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   std::array<TxBuffer, kMaxPorts> tx;
   std::vector<PendingPacket> pending;  // capacity router->arp_queue, reserved at setup
   std::array<ArpRequestSlot, 64> arp_requests{};
-  uint64_t icmp_credit = 0;  // token bucket, in TSC cycles
-  uint64_t icmp_last_tsc = 0;
-  uint64_t log_credit = 0;  // LOG records' token bucket, in TSC cycles
-  uint64_t log_last_tsc = 0;
+  CycleBucket icmp_bucket;  // ICMP errors the worker may send
+  CycleBucket log_bucket;   // LOG records it may write
   uint64_t idle_polls = 0;
 
   // Stateful forwarding: this worker's flows, its NAT port slice, and the
