@@ -74,7 +74,7 @@ void reset(control::Runtime& rt) {
   }
   auto& w = *rt.workers()[0];
   w.arp_requests = {};
-  w.icmp_credit = rt.router().icmp_bucket_cycles;
+  w.icmp_bucket.credit = rt.router().icmp_bucket_cycles;
 }
 
 // An mbuf holding `f`, ending on an 8-byte boundary, its tailroom poisoned.
