@@ -15,6 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "dpgate/rules/packet.hpp"
+#include "dpgate/rules/ruleset.hpp"
+
 namespace dpgate::testing {
 
 class StringRulesGen {
@@ -60,6 +63,28 @@ class StringRulesGen {
 
   uint16_t port() { return kPorts[below(3)]; }
   uint32_t addr() { return kAddrs[below(3)]; }
+
+  // A TCP or UDP datagram between the rule sets' addresses and ports whose
+  // payload is `payload` (which must outlive the packet).
+  rules::Packet packet(const std::string& payload) {
+    rules::Packet p;
+    p.src = addr();
+    p.dst = addr();
+    p.proto = chance(50) ? 6 : 17;
+    p.sport = port();
+    p.dport = port();
+    p.mark = chance(30) ? 1 : 0;
+    p.payload = reinterpret_cast<const uint8_t*>(payload.data());
+    p.payload_len = uint16_t(payload.size());
+    p.length = uint16_t(40 + payload.size());
+    return p;
+  }
+
+  // A hook the generated chains hang off.
+  rules::Hook hook() {
+    static constexpr rules::Hook kHooks[] = {rules::Hook::kPrerouting, rules::Hook::kForward, rules::Hook::kInput};
+    return kHooks[below(3)];
+  }
 
  private:
   static constexpr char kPatternBytes[] = "abAB";

@@ -158,18 +158,8 @@ TEST_CASE("the Program over one Hyperscan scan agrees with the interpreter searc
     const bool packet_scoped = round % 2 == 0;
     for (int k = 0; k < 80; ++k) {
       const std::string payload = g.payload(64);
-      rules::Packet p;
-      p.src = g.addr();
-      p.dst = g.addr();
-      p.proto = g.chance(50) ? 6 : 17;
-      p.sport = g.port();
-      p.dport = g.port();
-      p.mark = g.chance(30) ? 1 : 0;
-      p.payload = reinterpret_cast<const uint8_t*>(payload.data());
-      p.payload_len = uint16_t(payload.size());
-      p.length = uint16_t(40 + payload.size());
-      const rules::Hook hooks[] = {rules::Hook::kPrerouting, rules::Hook::kForward, rules::Hook::kInput};
-      const rules::Hook hook = hooks[g.below(3)];
+      const rules::Packet p = g.packet(payload);
+      const rules::Hook hook = g.hook();
       const uint64_t now_ns = uint64_t(k) * 50'000'000;
       reference.state.begin(reference.rules.get(), now_ns);
       fast.state.begin(fast.rules.get(), now_ns);

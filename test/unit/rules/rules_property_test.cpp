@@ -298,18 +298,8 @@ TEST_CASE("the Program's string pruning agrees with the interpreter on string-he
     SimpleMatchState si(case_seed), sp(case_seed);
     for (int k = 0; k < 80; ++k) {
       const std::string payload = g.payload(64);
-      Packet p;
-      p.src = g.addr();
-      p.dst = g.addr();
-      p.proto = g.chance(50) ? 6 : 17;
-      p.sport = g.port();
-      p.dport = g.port();
-      p.mark = g.chance(30) ? 1 : 0;
-      p.payload = reinterpret_cast<const uint8_t*>(payload.data());
-      p.payload_len = uint16_t(payload.size());
-      p.length = uint16_t(40 + payload.size());
-      const Hook hooks[] = {Hook::kPrerouting, Hook::kForward, Hook::kInput};
-      const Hook hook = hooks[g.below(3)];
+      const Packet p = g.packet(payload);
+      const Hook hook = g.hook();
       si.set_now(k * 0.05);
       sp.set_now(k * 0.05);
       const HookResult a = interp.evaluate(hook, p, si);
