@@ -19,6 +19,7 @@ CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state,
   v.status = e.status;
   v.dir = dir;
   v.has_flow = true;
+  v.confirmed = true;
   v.mark = e.mark;
   v.expire_s = t.seconds_left(e, now);
   v.orig = e.orig;

@@ -87,6 +87,7 @@ void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, cons
   p.ct_dir = ct.dir == conntrack::Direction::kOriginal ? rules::CtDir::kOriginal : rules::CtDir::kReply;
   p.ct_mark = ct.mark;
   p.ct_expire = ct.expire_s;
+  p.ct_confirmed = ct.confirmed;
   auto host_tuple = [](const net::FiveTuple& t) {
     return rules::Tuple{net::to_host(t.src.v4()), net::to_host(t.dst.v4()), net::to_host(t.src_port),
                         net::to_host(t.dst_port), t.proto};

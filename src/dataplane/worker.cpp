@@ -502,7 +502,7 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
 // the marks it set. Returns the result for the caller to act on.
 rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
   conntrack::CtView& ct = b.ct[i];
-  const bool with_nat = (ct.state & conntrack::ct_state::kNew) != 0 &&
+  const bool with_nat = !ct.confirmed && (ct.state & conntrack::ct_state::kNew) != 0 &&
                         (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
   if (!b.rules->program.hook_has_work(hook, with_nat)) {
     rules::HookResult res;  // what evaluate() returns when no table of the hook has anything to do

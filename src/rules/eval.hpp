@@ -242,7 +242,7 @@ HookResult run_hook(Hook hook, const Packet& in, Walk&& walk) {
   res.mark = p.mark;
   res.ct_mark = p.ct_mark;
   for (TableId t : hook_tables(hook)) {
-    if (t == TableId::kNat && ((p.ct_state & ct_state::kNew) == 0 ||
+    if (t == TableId::kNat && (p.ct_confirmed || (p.ct_state & ct_state::kNew) == 0 ||
                                (p.ct_state & (ct_state::kUntracked | ct_state::kInvalid)) != 0)) {
       continue;
     }

@@ -564,6 +564,25 @@ TEST_CASE("DNAT sends a connection to its backend and translates the replies bac
   CHECK(rule_packets(r, "-j DNAT --to-destination 198.18.2.2:8080") == 1);
 }
 
+TEST_CASE("an unanswered flow walks nat once: later packets are NEW, keep the first one's DNAT and count no nat rule") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p udp -m udp --dport 53 -j DNAT --to-destination 198.18.2.2:5353\n"
+                "-A POSTROUTING -p udp -j ACCEPT\nCOMMIT\n"
+                "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                "-A FORWARD -p udp -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n");
+  for (int k = 0; k < 3; ++k) {
+    r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.5.5").udp(40000, 53).build());
+    auto out = r.sent(kWan);
+    REQUIRE(out.size() == 1);
+    CHECK(net::to_host(parsed(out[0]).tuple.dst_port) == 5353);
+  }
+  // The kernel's counters for the same three datagrams (checked in a namespace router): 1, 1, 3.
+  CHECK(rule_packets(r, "-j DNAT --to-destination 198.18.2.2:5353") == 1);
+  CHECK(rule_packets(r, "-A POSTROUTING -p udp -j ACCEPT") == 1);
+  CHECK(rule_packets(r, "-A FORWARD -p udp -m conntrack --ctstate NEW -j ACCEPT") == 3);
+}
+
 TEST_CASE("two services DNATed onto one backend tuple: the second connection's source port moves, as netfilter's null binding") {
   // The client reuses its source port towards another service address whose
   // backend is the same: the reply tuple is taken, and the kernel makes it

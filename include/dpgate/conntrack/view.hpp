@@ -30,6 +30,10 @@ struct CtView {
   uint16_t status = 0;  // status:: bits
   Direction dir = Direction::kOriginal;
   bool has_flow = false;  // false for INVALID and UNTRACKED: --ctstatus etc. never match
+  // The flow exists (an earlier packet created it and chose its NAT
+  // binding): the nat table is not traversed again, even while the state is
+  // still NEW (nf_nat_inet_fn walks it only for a conntrack without binding).
+  bool confirmed = false;
   uint32_t mark = 0;
   uint32_t expire_s = 0;
   net::FiveTuple orig, reply;

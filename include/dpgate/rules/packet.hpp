@@ -48,6 +48,10 @@ struct Packet {
   CtDir ct_dir = CtDir::kOriginal;
   uint32_t ct_mark = 0;
   uint32_t ct_expire = 0;  // seconds left
+  // A later packet of an existing connection (its NAT binding was chosen by
+  // the first one): the nat table is skipped, as in the kernel, whatever the
+  // state says (an unanswered flow's packets are all NEW).
+  bool ct_confirmed = false;
   Tuple ct_orig, ct_reply;
   // Payload for -m string (transport payload as xt_string sees the skb).
   const uint8_t* payload = nullptr;

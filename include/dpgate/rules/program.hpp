@@ -43,7 +43,7 @@ class Program {
   const Stats& stats() const { return stats_; }
 
   // False when evaluating `hook` can change nothing: every table the hook
-  // walks (nat only when `with_nat`: a new, tracked connection) is absent or
+  // walks (nat only when `with_nat`: the first packet of a tracked connection) is absent or
   // has an empty built-in chain with an ACCEPT policy there. evaluate() would
   // then accept with no rule matched and the marks untouched, so the data
   // plane skips it (kube-proxy's rules leave raw and mangle empty, and nat

@@ -270,3 +270,20 @@ TEST_CASE("hook_has_work says which hooks a packet can skip: empty ACCEPT chains
   CHECK(closed.hook_has_work(Hook::kPrerouting, false));
   CHECK_FALSE(closed.hook_has_work(Hook::kPostrouting, true));
 }
+
+TEST_CASE("a later packet of an unanswered connection is NEW but skips nat: its binding was chosen by the first") {
+  auto b = Both::make(
+      "*nat\n:PREROUTING ACCEPT [0:0]\n"
+      "-A PREROUTING -d 198.19.0.10/32 -p tcp -j DNAT --to-destination 198.18.2.2\nCOMMIT\n"
+      "*filter\n:FORWARD ACCEPT [0:0]\n"
+      "-A FORWARD -m conntrack --ctstate NEW -j MARK --set-mark 0x7\nCOMMIT\n");
+  Packet first = tcp(kClient, kVip, 80);
+  CHECK(b.run(Hook::kPrerouting, first).has_dnat);
+  Packet retransmit = first;
+  retransmit.ct_confirmed = true;  // the SYN again, no reply seen yet: still NEW
+  const HookResult pre = b.run(Hook::kPrerouting, retransmit);
+  CHECK_FALSE(pre.has_dnat);
+  CHECK(pre.matched_count == 0);
+  // The filter table still sees it, as NEW.
+  CHECK(b.run(Hook::kForward, retransmit).mark == 0x7);
+}
