@@ -504,9 +504,9 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
   conntrack::CtView& ct = b.ct[i];
   const bool with_nat = !ct.confirmed && (ct.state & conntrack::ct_state::kNew) != 0 &&
                         (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
+  rules::HookResult res;  // one result object, returned in place (it is a few hundred bytes)
   if (!b.rules->program.hook_has_work(hook, with_nat)) {
-    rules::HookResult res;  // what evaluate() returns when no table of the hook has anything to do
-    res.mark = b.mark[i];
+    res.mark = b.mark[i];  // what evaluate() returns when no table of the hook has anything to do
     res.ct_mark = b.ct_mark[i];
     return res;
   }
@@ -515,7 +515,7 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
   ct.mark = b.ct_mark[i];
   fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
   w.match_state->begin_packet();  // payload matches scan once per packet and hook
-  rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);
+  b.rules->program.evaluate(hook, p, *w.match_state, res);
   b.rules->count(w.queue, res, meta.ip_total_len);
   if (res.log_count != 0 || res.logs_overflow) [[unlikely]] log_rules(w, b, i, hook, out_port, res);
   b.mark[i] = res.mark;

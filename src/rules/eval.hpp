@@ -235,12 +235,11 @@ inline Flow apply_target(const Target& t, uint32_t rule_id, Packet& p, HookResul
 // Runs the tables of a hook in priority order. `walk(table, packet, result)`
 // traverses one table's built-in chain and returns kAccept, kDrop or
 // kReject. The nat table is consulted only for a connection's first packet.
+// In place: `p` is rewritten by the targets as the tables run, `res` is
+// overwritten (the data plane's form: nothing copied).
 template <class Walk>
-HookResult run_hook(Hook hook, const Packet& in, Walk&& walk) {
-  Packet p = in;
-  HookResult res;
-  res.mark = p.mark;
-  res.ct_mark = p.ct_mark;
+void run_hook_in_place(Hook hook, Packet& p, HookResult& res, Walk&& walk) {
+  res.reset(p.mark, p.ct_mark);
   for (TableId t : hook_tables(hook)) {
     if (t == TableId::kNat && (p.ct_confirmed || (p.ct_state & ct_state::kNew) == 0 ||
                                (p.ct_state & (ct_state::kUntracked | ct_state::kInvalid)) != 0)) {
@@ -249,14 +248,21 @@ HookResult run_hook(Hook hook, const Packet& in, Walk&& walk) {
     Flow f = walk(t, p, res);
     if (f == Flow::kDrop) {
       res.action = Action::kDrop;
-      return res;
+      return;
     }
     if (f == Flow::kReject) {
       res.action = Action::kReject;
-      return res;
+      return;
     }
   }
   res.action = Action::kAccept;
+}
+
+template <class Walk>
+HookResult run_hook(Hook hook, const Packet& in, Walk&& walk) {
+  Packet p = in;
+  HookResult res;
+  run_hook_in_place(hook, p, res, walk);
   return res;
 }
 

@@ -523,10 +523,17 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
 }
 
 HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state) const {
+  Packet p = packet;
+  HookResult res;
+  evaluate(hook, p, state, res);
+  return res;
+}
+
+void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& result) const {
   // Targets rewrite addresses and ports of `p`, never its payload: one scan
   // serves every table of the hook.
   PayloadScan scan;
-  return eval::run_hook(hook, packet, [&](TableId t, Packet& p, HookResult& res) {
+  eval::run_hook_in_place(hook, packet, result, [&](TableId t, Packet& p, HookResult& res) {
     uint32_t chain = base_[size_t(t)][size_t(hook)];
     if (chain == kNone) return eval::Flow::kAccept;
     struct Frame {

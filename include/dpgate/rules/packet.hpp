@@ -95,6 +95,19 @@ struct HookResult {
   bool logs_overflow = false;
   std::array<LogHit, kMaxLogs> logs{};
 
+  // A fresh result for a packet carrying these marks; the arrays are left
+  // as they are (only their first *_count entries mean anything).
+  void reset(uint32_t packet_mark, uint32_t packet_ct_mark) {
+    action = Action::kAccept;
+    reject = RejectWith::kPortUnreachable;
+    has_dnat = has_snat = notrack = false;
+    mark = packet_mark;
+    ct_mark = packet_ct_mark;
+    matched_count = 0;
+    matched_overflow = false;
+    log_count = 0;
+    logs_overflow = false;
+  }
   void add_matched(uint32_t id) {
     if (matched_count < kMaxMatched) {
       matched[matched_count++] = id;

@@ -32,6 +32,9 @@ class Program {
   // One hook, every table in priority order; same result as Interpreter.
   // Any thread; no allocation, no locks.
   HookResult evaluate(Hook hook, const Packet& packet, MatchState& state) const;
+  // The same in place, for the data plane: `packet` is rewritten as targets
+  // run (DNAT, MARK), `res` overwritten; nothing is copied.
+  void evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& res) const;
 
   struct Stats {
     uint32_t rules = 0, chains = 0;
