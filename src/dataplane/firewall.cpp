@@ -56,6 +56,10 @@ bool has_ports(uint8_t proto) { return proto == net::kProtoTcp || proto == net::
 
 }  // namespace
 
+// A new rules::Packet field must be set below (the worker's Packet holds the
+// previous packet's values); this fails to remind whoever adds one.
+static_assert(sizeof(rules::Packet) == 168, "fill_rule_packet sets every field of rules::Packet");
+
 void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, const net::PacketMeta& meta,
                       uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct) {
   p.src = net::to_host(meta.tuple.src.v4());

@@ -17,7 +17,8 @@ namespace dpgate::dataplane {
 // Fills `p` for evaluation: header fields from `meta` (the IPv4 header at
 // `ip`), interfaces by port index (kNoPort for none), the packet mark, the
 // ct view, address types, and the datagram as payload (xt_string counts
-// offsets from the IP header).
+// offsets from the IP header). Every field is set: the worker reuses one
+// Packet for all its packets.
 inline constexpr uint16_t kNoPort = 0xffff;
 void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, const net::PacketMeta& meta,
                       uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct);
