@@ -3,6 +3,7 @@
 // control messages use. Per-protocol tracking lives in track.cpp.
 #include "dpgate/conntrack/table.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace dpgate::conntrack {
@@ -426,6 +427,20 @@ void Table::flush() {
   graveyard_.clear();
   size_ = 0;
   sweep_cursor_ = 0;
+}
+
+unsigned Table::sweep_due(uint64_t now) {
+  const uint64_t period = hz_ * kSweepPeriodSeconds;
+  if (sweep_clock_ == 0 || now < sweep_clock_ || period == 0) {
+    sweep_clock_ = now;  // the first call (or a clock that went back) starts the pace
+    return 0;
+  }
+  // A worker that polled rarely owes at most one period's worth.
+  if (now - sweep_clock_ > period) sweep_clock_ = now - period;
+  const uint64_t due = static_cast<uint64_t>(capacity_) * (now - sweep_clock_) / period;
+  const unsigned visit = static_cast<unsigned>(std::min<uint64_t>(due, kMaxSweepPerCall));
+  sweep_clock_ += static_cast<uint64_t>(visit) * period / capacity_;
+  return visit;
 }
 
 uint32_t Table::seconds_left(const Entry& e, uint64_t now) const {

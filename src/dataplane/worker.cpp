@@ -510,7 +510,7 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
     res.ct_mark = b.ct_mark[i];
     return res;
   }
-  rules::Packet p;
+  rules::Packet& p = w.rule_packet;
   const net::PacketMeta& meta = b.meta[i];
   ct.mark = b.ct_mark[i];
   fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
@@ -974,8 +974,10 @@ uint32_t worker_poll(Worker& w) {
   if (!w.pending.empty()) [[unlikely]] service_pending(w, rte_rdtsc());
   worker_flush(w);
   if (stateful) {
-    // Bounded expiry work per poll; flows with redirect stubs elsewhere take them along.
-    w.flows->expire(rte_rdtsc(), 64, [&w](const conntrack::Entry& e) {
+    // Expiry paced by time (the table once a second); flows with redirect
+    // stubs elsewhere take them along.
+    const uint64_t now = rte_rdtsc();
+    w.flows->expire(now, w.flows->sweep_due(now), [&w](const conntrack::Entry& e) {
       if (e.kind != conntrack::EntryKind::kFlow || !needs_redirects(e) || w.router->worker_count <= 1) return;
       WorkerMessage msg;
       msg.type = WorkerMessage::Type::kRemoveRedirect;

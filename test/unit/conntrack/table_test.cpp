@@ -239,6 +239,34 @@ TEST_CASE("expiry visits a bounded number of entries per call and frees the time
   CHECK(t.expire(later, 1000) == 0);  // max_visit is capped at the capacity
 }
 
+TEST_CASE("the sweep is paced by time: the whole table once a second, whatever the call rate") {
+  Table t(config(100));
+  CHECK(t.sweep_due(kT0) == 0);  // the first call starts the clock
+  CHECK(t.sweep_due(kT0 + 500) == 50);  // half a second: half the table
+  CHECK(t.sweep_due(kT0 + 500) == 0);
+  unsigned visited = 0;
+  for (uint64_t ms = 501; ms <= 1500; ++ms) visited += t.sweep_due(kT0 + ms);  // polled every millisecond
+  CHECK(visited == 100);
+  CHECK(t.sweep_due(kT0 + sec(60)) == 100);  // a long pause owes one period, not sixty
+
+  // Timed-out flows are freed within about a period of polling.
+  for (uint32_t i = 0; i < 50; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0 + sec(60)));
+  uint64_t now = kT0 + sec(91);
+  t.sweep_due(now);
+  for (int poll = 0; poll < 1100 && t.size() != 0; ++poll) {
+    ++now;
+    t.expire(now, t.sweep_due(now));
+  }
+  CHECK(t.size() == 0);
+  CHECK(now - (kT0 + sec(91)) <= sec(1) + 10);
+
+  // A large table is visited at most kMaxSweepPerCall entries per call; the rest is carried.
+  Table big(config(100'000));
+  big.sweep_due(kT0);
+  CHECK(big.sweep_due(kT0 + sec(1)) == Table::kMaxSweepPerCall);
+  CHECK(big.sweep_due(kT0 + sec(1)) == Table::kMaxSweepPerCall);
+}
+
 TEST_CASE("a redirect stub says which worker owns a reply tuple until it times out") {
   Table t(config(16));
   const auto reply = tcp("198.18.3.1", 8080, "198.18.0.1", 40000);
