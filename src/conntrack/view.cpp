@@ -13,8 +13,7 @@ uint16_t nat_state_bits(uint16_t st) {
   return bits;
 }
 
-CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
-  CtView v;
+void scalars_from_entry(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
   v.state = static_cast<uint16_t>(state | nat_state_bits(e.status));
   v.status = e.status;
   v.dir = dir;
@@ -22,17 +21,39 @@ CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state,
   v.confirmed = true;
   v.mark = e.mark;
   v.expire_s = t.seconds_left(e, now);
-  v.orig = e.orig;
-  v.reply = e.reply();
+}
+
+CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
+  CtView v;
+  scalars_from_entry(v, t, e, dir, state, now);
+  ct_view_tuples(v, e);
   return v;
+}
+
+uint16_t tracked_state(const Entry& e, Direction dir) {
+  const bool established = dir == Direction::kReply || (e.status & status::kSeenReply);
+  return established ? ct_state::kEstablished : ct_state::kNew;
 }
 
 }  // namespace
 
+bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now) {
+  if (r == TrackResult::kInvalid || r == TrackResult::kReopen) {
+    v = ct_view_invalid();
+    return false;
+  }
+  scalars_from_entry(v, t, e, dir, tracked_state(e, dir), now);
+  return true;
+}
+
+void ct_view_tuples(CtView& v, const Entry& e) {
+  v.orig = e.orig;
+  v.reply = e.reply();
+}
+
 CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now) {
   if (r == TrackResult::kInvalid || r == TrackResult::kReopen) return ct_view_invalid();
-  const bool established = dir == Direction::kReply || (e.status & status::kSeenReply);
-  return from_entry(t, e, dir, established ? ct_state::kEstablished : ct_state::kNew, now);
+  return from_entry(t, e, dir, tracked_state(e, dir), now);
 }
 
 CtView ct_view_new(const net::FiveTuple& orig, const net::FiveTuple& reply) {

@@ -76,6 +76,7 @@ struct Burst {
   conntrack::Entry* flow[kMaxBurst];
   conntrack::Direction dir[kMaxBurst];
   Slots<conntrack::CtView, kMaxBurst> ct;
+  bool ct_tuples_pending[kMaxBurst];  // ct's tuples are still to be read from `flow` (ct_view_tuples)
   bool is_new[kMaxBurst];     // will become a flow if the rules accept it
   bool related[kMaxBurst];    // an ICMP error about `flow`
   Slots<net::FiveTuple, kMaxBurst> orig;   // a new flow's tuple before NAT
@@ -395,7 +396,7 @@ void track(Worker& w, Burst& b) {
   for (uint16_t i = 0; i < b.n_rx; ++i) {
     const net::PacketMeta& meta = b.meta[i];
     const uint8_t* ip = frame_of(b.rx[i]) + meta.l2_len;
-    b.is_new[i] = b.related[i] = false;
+    b.is_new[i] = b.related[i] = b.ct_tuples_pending[i] = false;
     b.mark[i] = 0;
     b.ct_mark[i] = 0;
     if (meta.fragment == net::Fragment::kLater) [[unlikely]] {
@@ -440,7 +441,7 @@ void track(Worker& w, Burst& b) {
     if (e != nullptr) {
       const conntrack::TrackResult result = table.track(*e, b.dir[i], l4, b.now);
       if (result != conntrack::TrackResult::kReopen) {
-        b.ct[i] = conntrack::ct_view(table, *e, b.dir[i], result, b.now);
+        b.ct_tuples_pending[i] = conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now);
         b.ct_mark[i] = e->mark;
         if (result == conntrack::TrackResult::kInvalid) w.counters.ct_invalid.add(1);
         continue;
@@ -510,6 +511,10 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
     res.ct_mark = b.ct_mark[i];
     return res;
   }
+  if (b.ct_tuples_pending[i]) {
+    conntrack::ct_view_tuples(ct, *b.flow[i]);
+    b.ct_tuples_pending[i] = false;
+  }
   rules::Packet& p = w.rule_packet;
   const net::PacketMeta& meta = b.meta[i];
   ct.mark = b.ct_mark[i];
@@ -524,6 +529,7 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
   if (res.notrack) {
     b.is_new[i] = false;
     b.ct[i] = conntrack::ct_view_untracked();
+    b.ct_tuples_pending[i] = false;
   }
   return res;
 }

@@ -46,6 +46,15 @@ struct CtView {
 // NEW), ESTABLISHED after. kInvalid gives the INVALID view.
 CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now);
 
+// ct_view() in two parts for the data plane's fast path: the scalars
+// (state, status, direction, mark, expiry) written into `v` now, the 80
+// bytes of tuples by ct_view_tuples() only when a rule will read them (an
+// established packet usually meets no rule). The tuples of an entry never
+// change, so filling them later gives the same view. ct_view_scalars()
+// returns false when `v` is already complete (the INVALID view).
+bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now);
+void ct_view_tuples(CtView& v, const Entry& e);
+
 // The first packet of a connection, before Table::insert: NEW, with the
 // reply tuple as NAT has chosen it so far (invert(orig) before any), and
 // the SNAT/DNAT bits that implies. Like the kernel's unconfirmed conntrack

@@ -179,3 +179,31 @@ TEST_CASE("the NEW view before insertion carries the NAT chosen so far") {
   CHECK_FALSE(ct_view_untracked().has_flow);
   CHECK(ct_view_invalid().state == ct_state::kInvalid);
 }
+
+TEST_CASE("the fast path's view in two parts (scalars now, tuples later) equals ct_view") {
+  Table t(config(16));
+  const auto q = udp("198.18.0.1", 5353, "198.19.0.10", 53);
+  const auto translated = udp("198.18.2.2", 5353, "198.18.0.1", 5353);  // a DNATed reply tuple
+  Entry* e = t.insert(q, translated, datagram(), kT0);
+  REQUIRE(e);
+  e->mark = 0x42;
+  auto same = [](const CtView& a, const CtView& b) {
+    return a.state == b.state && a.status == b.status && a.dir == b.dir && a.has_flow == b.has_flow &&
+           a.confirmed == b.confirmed && a.mark == b.mark && a.expire_s == b.expire_s && a.orig == b.orig &&
+           a.reply == b.reply;
+  };
+  for (const Direction d : {O, R}) {
+    for (const TrackResult r : {TrackResult::kAccept, TrackResult::kIgnore, TrackResult::kInvalid}) {
+      const CtView whole = ct_view(t, *e, d, r, kT0 + sec(3));
+      CtView parts = ct_view_invalid();
+      parts.orig = parts.reply = udp("198.18.9.9", 1, "198.18.9.9", 2);  // what the slot held before
+      if (ct_view_scalars(parts, t, *e, d, r, kT0 + sec(3))) ct_view_tuples(parts, *e);
+      CHECK(same(parts, whole));
+    }
+  }
+  CtView v;
+  CHECK(ct_view_scalars(v, t, *e, O, TrackResult::kAccept, kT0));
+  CHECK(v.confirmed);
+  CHECK_FALSE(ct_view_scalars(v, t, *e, O, TrackResult::kInvalid, kT0));
+  CHECK_FALSE(v.has_flow);
+}
