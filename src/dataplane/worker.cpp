@@ -558,12 +558,10 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 }
 
 // Rewrites packet i's destination (PREROUTING's half of NAT) or source
-// (POSTROUTING's half) to `want`, when it differs.
-void translate(Burst& b, uint16_t i, NatSide side, const net::FiveTuple& want) {
+// (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), when it differs.
+void translate(Burst& b, uint16_t i, NatSide side, const net::IpAddr& addr, net::be16 port) {
   net::PacketMeta& meta = b.meta[i];
   const bool icmp = meta.tuple.proto == net::kProtoIcmp;
-  const net::IpAddr& addr = side == NatSide::kDestination ? want.dst : want.src;
-  const net::be16 port = icmp ? want.src_port : (side == NatSide::kDestination ? want.dst_port : want.src_port);
   net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
   net::be16& have_port = icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
   if (have_addr == addr && have_port == port) return;
@@ -609,12 +607,14 @@ void prerouting(Worker& w, Burst& b) {
       if (res.has_dnat) {
         choose_dnat(res.dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
         b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
-        translate(b, i, NatSide::kDestination, conntrack::invert(b.reply[i]));
+        // invert(reply): the destination is the reply's source (ICMP: its identifier).
+        translate(b, i, NatSide::kDestination, b.reply[i].src, b.reply[i].src_port);
       }
     } else if (b.related[i]) {
       translate_related(b, i);
     } else if (b.flow[i] != nullptr) {
-      translate(b, i, NatSide::kDestination, conntrack::translated(*b.flow[i], b.dir[i]));
+      const conntrack::Endpoint to = conntrack::translated_destination(*b.flow[i], b.dir[i]);
+      translate(b, i, NatSide::kDestination, to.addr, to.port);
     }
   }
 }
@@ -663,7 +663,10 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
       send_to_peers(w, msg);
     }
   }
-  if (b.flow[i] != nullptr) translate(b, i, NatSide::kSource, conntrack::translated(*b.flow[i], b.dir[i]));
+  if (b.flow[i] != nullptr) {
+    const conntrack::Endpoint from = conntrack::translated_source(*b.flow[i], b.dir[i]);
+    translate(b, i, NatSide::kSource, from.addr, from.port);
+  }
   return true;
 }
 

@@ -148,6 +148,26 @@ inline net::FiveTuple translated(const Entry& e, Direction d) {
   return invert(e.tuple(opposite(d)));
 }
 
+// One half of translated(e, d) read straight from the entry: the
+// destination (or source) address and port a packet of direction `d`
+// carries after NAT; for ICMP the port is the identifier, as in the tuple's
+// src_port. The data plane asks this per packet, twice: building and
+// inverting whole tuples cost store-forwarding stalls there.
+struct Endpoint {
+  net::IpAddr addr;
+  net::be16 port{};
+};
+inline Endpoint translated_destination(const Entry& e, Direction d) {
+  // dst of invert(T) is T.src, and its port T.src_port (ICMP keeps ports)
+  if (opposite(d) == Direction::kOriginal) return {e.orig.src, e.orig.src_port};
+  return {e.reply_src, e.reply_sport};
+}
+inline Endpoint translated_source(const Entry& e, Direction d) {
+  const bool icmp = e.orig.proto == 1;
+  if (opposite(d) == Direction::kOriginal) return {e.orig.dst, icmp ? e.orig.src_port : e.orig.dst_port};
+  return {e.reply_dst, icmp ? e.reply_sport : e.reply_dport};
+}
+
 // The NAT binding the reply tuple implies (status bits kSrcNat / kDstNat say
 // which halves are in use). Addresses and ports in network order.
 struct NatBinding {

@@ -207,3 +207,33 @@ TEST_CASE("the fast path's view in two parts (scalars now, tuples later) equals 
   CHECK_FALSE(ct_view_scalars(v, t, *e, O, TrackResult::kInvalid, kT0));
   CHECK_FALSE(v.has_flow);
 }
+
+TEST_CASE("translated_destination and translated_source are the halves of translated(), for every NAT shape") {
+  struct Shape {
+    net::FiveTuple orig, reply;
+  };
+  const auto q = tcp("198.18.0.1", 40000, "198.19.0.10", 80);
+  const auto ping = icmp("198.18.0.1", "198.19.0.10", 0x1111);
+  const Shape shapes[] = {
+      {q, invert(q)},                                            // untranslated
+      {q, tcp("198.18.2.2", 8080, "198.18.0.1", 40000)},         // DNAT
+      {q, tcp("198.19.0.10", 80, "198.18.1.1", 61000)},          // SNAT
+      {q, tcp("198.18.2.2", 8080, "198.18.1.1", 61000)},         // both
+      {ping, icmp("198.19.0.10", "198.18.1.1", 0x2222)},         // SNAT of an echo: new identifier
+      {ping, icmp("198.18.2.2", "198.18.0.1", 0x1111)},          // DNAT of an echo
+  };
+  for (const Shape& s : shapes) {
+    Table t(config(16));
+    Entry* e = t.insert(s.orig, s.reply, s.orig.proto == 1 ? icmp_msg(8) : syn(), kT0);
+    REQUIRE(e);
+    for (const Direction d : {O, R}) {
+      const net::FiveTuple whole = translated(*e, d);
+      const Endpoint to = translated_destination(*e, d);
+      const Endpoint from = translated_source(*e, d);
+      CHECK(to.addr == whole.dst);
+      CHECK(to.port == (s.orig.proto == 1 ? whole.src_port : whole.dst_port));
+      CHECK(from.addr == whole.src);
+      CHECK(from.port == whole.src_port);
+    }
+  }
+}
