@@ -10,6 +10,11 @@ PublishedRules::PublishedRules(uint64_t gen, rules::Ruleset rs, rules::Program p
   if (payload.pattern_count() > 0) {
     for (uint32_t w = 0; w < workers; ++w) scanners.push_back(std::make_unique<match::PayloadScanner>(payload));
   }
+  for (int h = 0; h < rules::kHookCount; ++h) {
+    for (const bool with_nat : {false, true}) {
+      hook_work[size_t(h)][with_nat ? 1 : 0] = program.hook_has_work(rules::Hook(h), with_nat);
+    }
+  }
   const uint32_t rows = rules == 0 ? 1 : rules;
   for (uint32_t w = 0; w < workers; ++w) counters.emplace_back(new RuleCounter[rows]);
   const uint32_t slots = rows * kStateSlotsPerRule;

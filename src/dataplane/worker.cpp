@@ -506,7 +506,7 @@ rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, ui
   const bool with_nat = !ct.confirmed && (ct.state & conntrack::ct_state::kNew) != 0 &&
                         (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
   rules::HookResult res;  // one result object, returned in place (it is a few hundred bytes)
-  if (!b.rules->program.hook_has_work(hook, with_nat)) {
+  if (!b.rules->hook_has_work(hook, with_nat)) {
     res.mark = b.mark[i];  // what evaluate() returns when no table of the hook has anything to do
     res.ct_mark = b.ct_mark[i];
     return res;

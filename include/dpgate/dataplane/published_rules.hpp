@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -47,6 +48,11 @@ struct PublishedRules {
   match::PayloadDatabase payload;
   std::vector<std::unique_ptr<match::PayloadScanner>> scanners;
   mutable std::atomic<uint32_t> scanners_claimed{0};
+  // program.hook_has_work(hook, with_nat), asked once here: the worker asks
+  // per packet and hook, and most of those hooks have nothing to do.
+  std::array<std::array<bool, 2>, rules::kHookCount> hook_work{};
+
+  bool hook_has_work(rules::Hook hook, bool with_nat) const { return hook_work[size_t(hook)][with_nat ? 1 : 0]; }
 
   // Control thread.
   PublishedRules(uint64_t gen, rules::Ruleset rs, rules::Program prog, match::PayloadDatabase db, uint32_t rules,
