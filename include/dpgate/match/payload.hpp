@@ -59,6 +59,11 @@ class PayloadDatabase {
   uint32_t words() const { return (pattern_count() + 63) / 64; }
   // Patterns Hyperscan scans for (the others cannot fit between --from and --to).
   uint32_t scanned_count() const { return scanned_; }
+  // The bytes [window_begin(), window_end()) of a datagram are all that any
+  // pattern can match (least --from, greatest --to); scan() looks at no
+  // others.
+  uint32_t window_begin() const { return window_begin_; }
+  uint32_t window_end() const { return window_end_; }
   const std::vector<PatternUser>& users(uint32_t id) const { return patterns_[id].users; }
   // Of the numbering of pattern ids (rules::StringPatterns): equal to the
   // fingerprint of the Program compiled from the same Ruleset.
@@ -91,6 +96,7 @@ class PayloadDatabase {
   std::vector<Pattern> patterns_;
   std::vector<uint32_t> index_;  // open addressing over key_hash: pattern ids, kNoPattern = empty
   uint32_t scanned_ = 0;
+  uint32_t window_begin_ = 0, window_end_ = 0;
   uint64_t fingerprint_ = 0;
   hs_database* db_ = nullptr;
 };

@@ -131,6 +131,31 @@ TEST_CASE("--from and --to together, and a window too small for the pattern") {
   CHECK(f.db.scanned_count() == 1);  // the second can never match: not in the database
 }
 
+TEST_CASE("only the window from the least --from to the greatest --to is scanned, offsets still absolute") {
+  Fixture f({"--string abcd --algo bm --from 20 --to 40", "--string wxyz --algo bm --from 30 --to 60",
+             "--string abcd --algo bm --from 20 --to 23"});  // cannot fit: leaves the window alone
+  CHECK(f.db.window_begin() == 20);
+  CHECK(f.db.window_end() == 60);
+  CHECK_FALSE(f.hit(0, at(19, "abcd", 80)));
+  CHECK(f.hit(0, at(20, "abcd", 80)));  // the window's first byte
+  CHECK(f.hit(0, at(36, "abcd", 80)));
+  CHECK_FALSE(f.hit(0, at(37, "abcd", 80)));  // across its own --to, inside the window
+  CHECK_FALSE(f.hit(1, at(29, "wxyz", 80)));  // before its own --from, inside the window
+  CHECK(f.hit(1, at(30, "wxyz", 80)));
+  CHECK(f.hit(1, at(56, "wxyz", 80)));  // ends at the window's end
+  CHECK_FALSE(f.hit(1, at(57, "wxyz", 80)));
+  CHECK(f.hit(1, at(56, "wxyz", 60)));  // a datagram that ends with the window
+  CHECK_FALSE(f.hit(1, at(0, "wxyz", 20)));  // one that ends before it
+  CHECK_FALSE(f.hit(0, at(16, "abcd", 20)));
+  Fixture open({"--string abcd --algo bm", "--string wxyz --algo bm --from 5 --to 9"});
+  CHECK(open.db.window_begin() == 0);
+  CHECK(open.db.window_end() == 65535);
+  CHECK(open.hit(0, at(1400, "abcd", 1404)));
+  CHECK(open.hit(1, at(5, "wxyz", 1404)));
+  CHECK_FALSE(open.hit(1, at(4, "wxyz", 1404)));
+  CHECK_FALSE(open.hit(1, at(6, "wxyz", 1404)));
+}
+
 TEST_CASE("--icase folds both sides with the kernel's toupper") {
   Fixture f({"--string GeT --algo bm --icase", "--string GeT --algo bm", "--hex-string |e0df| --algo bm --icase",
              "--hex-string |ff| --algo kmp --icase"});

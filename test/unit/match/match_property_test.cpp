@@ -103,6 +103,23 @@ TEST_CASE("the database agrees with the kernel's search on random payloads, wind
   }
 }
 
+TEST_CASE("a few windowed patterns: the scan window starts after the datagram's first byte") {
+  // With 1 to 3 patterns the least --from is rarely 0 and the greatest --to
+  // often below the datagram's end, so the scanned window is a strict part
+  // of the datagram.
+  uint64_t agreed = 0, hits = 0;
+  for (uint64_t seed = 100; seed < 160; ++seed) {
+    for (const std::string* alphabet : {&kAscii, &kWide}) {
+      const int n = 1 + int(seed % 3);
+      const Round r = run(seed, *alphabet, true, n, 100, match::find_text);
+      CHECK(r.agreed == uint64_t(n) * 100u);
+      agreed += r.agreed;
+      hits += r.hits;
+    }
+  }
+  CHECK(hits > agreed / 20);
+}
+
 TEST_CASE("the database agrees with rules::SimpleMatchState where both mean the same") {
   auto simple = [](const rules::StringMatch& m, const uint8_t* data, size_t len) {
     rules::SimpleMatchState state;
