@@ -18,7 +18,7 @@ tmp=$(mktemp -d "$1/l3fwd.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 cp -r "$src/l3fwd" "$src/common" "$tmp/"
 (cd "$tmp" && patch -s -p0 <"$patch_file")
-CFLAGS="-DL3FWD_MIN_MBUF=131072" make -s -C "$tmp/l3fwd" >"$tmp/make.log" 2>&1 \
+make -s -C "$tmp/l3fwd" >"$tmp/make.log" 2>&1 \
   || { cat "$tmp/make.log" >&2; exit 1; }
 rm -rf "$dir"
 mv "$tmp/l3fwd" "$dir"

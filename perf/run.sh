@@ -52,6 +52,12 @@ testpmd=$(command -v dpdk-testpmd)
 eal_log="--log-level=lib.eal:warning --log-level=pmd.net.pcap:warning"
 runs=0
 rules_file=
+# l3fwd's LPM routes: its defaults (198.18.N.0/24 -> port N) plus the kube
+# service prefix gen-pcap.py --services sends to, out of port 1 as dpgate
+# sends the DNATed packets, so the DNAT rows have an l3fwd figure.
+sed 's/#.*//' /usr/share/dpdk/examples/l3fwd/lpm_default_v4.cfg >"$work/l3fwd-v4.cfg"
+echo "R198.19.0.0/16 1" >>"$work/l3fwd-v4.cfg"
+l3fwd_routes=(--rule_ipv4="$work/l3fwd-v4.cfg" --rule_ipv6=/usr/share/dpdk/examples/l3fwd/lpm_default_v6.cfg)
 
 # stop_peer: SIGTERM, then SIGKILL after 5 s; removes its DPDK runtime dir.
 stop_peer() {
@@ -78,7 +84,10 @@ start_peer() {
   local peer=$1 pcap=$2 w=$3 packets=$4 log=$5
   runs=$((runs + 1))
   prefix=$tag-$runs
-  local mem=1024 mbufs=$(( (w * packets + 16384) ))
+  # net_pcap's infinite_rx holds every frame in an mbuf (~2.2 KB each):
+  # memory grows with the file (1 M frames: ~5.3 GB, without hugepages).
+  local mbufs=$(( (w * packets + 16384) ))
+  local mem=$(( 1024 + mbufs * 4 / 1000 ))
   local eal=(--no-huge --no-pci -m "$mem" --file-prefix "$prefix" $eal_log)
   case $peer in
     testpmd)
@@ -92,18 +101,20 @@ start_peer() {
       # One lcore: the main lcore forwards (l3fwd wants a TX queue per lcore).
       if [ "$w" -eq 1 ]; then
         threads=main
-        "$l3fwd" "${eal[@]}" -l 1 --vdev "$(pcap_vdev "$pcap" 1)" --vdev net_null0,no-rx=1 \
-          -- -p 0x3 --config="(0,0,1),(1,0,1)" --parse-ptype >"$log" 2>&1 &
+        L3FWD_MIN_MBUF=$mbufs "$l3fwd" "${eal[@]}" -l 1 --vdev "$(pcap_vdev "$pcap" 1)" --vdev net_null0,no-rx=1 \
+          -- -p 0x3 --config="(0,0,1),(1,0,1)" --parse-ptype "${l3fwd_routes[@]}" >"$log" 2>&1 &
       else
         threads=main,rte-worker-1,lcore-worker-1
-        "$l3fwd" "${eal[@]}" --lcores 0@0,1@1 --vdev "$(pcap_vdev "$pcap" 2)" --vdev net_null0,no-rx=1 \
-          -- -p 0x3 --config="(0,0,1),(0,1,0),(1,0,1),(1,1,0)" --parse-ptype >"$log" 2>&1 &
+        L3FWD_MIN_MBUF=$mbufs "$l3fwd" "${eal[@]}" --lcores 0@0,1@1 --vdev "$(pcap_vdev "$pcap" 2)" --vdev net_null0,no-rx=1 \
+          -- -p 0x3 --config="(0,0,1),(0,1,0),(1,0,1),(1,1,0)" --parse-ptype "${l3fwd_routes[@]}" >"$log" 2>&1 &
       fi
       ;;
     dpgate)
       threads=rte-worker-1,lcore-worker-1
       [ "$w" -eq 2 ] && threads+=",rte-worker-2,lcore-worker-2"
       local pool=$(( w * packets + 2 * w * (1024 + 1024 + 32) + 4096 )) rules_line=
+      # room for every flow of the file (the default is 1 M), with slack
+      local max_flows=$(( packets + packets / 4 > 1048576 ? packets + packets / 4 : 1048576 ))
       [ -z "$rules_file" ] || rules_line="rules = \"$rules_file\";"
       cat >"$work/dpgate.conf" <<CONF
 workers = $w;
@@ -116,6 +127,7 @@ ports = (
 routes = ( { prefix = "198.18.1.0/24"; gateway = "198.18.101.2"; port = "wan"; } );
 neighbours = ( { address = "198.18.101.2"; mac = "02:00:00:00:01:02"; port = "wan"; } );
 $rules_line
+conntrack = { max_flows = $max_flows; };
 CONF
       "$dpgate" "${eal[@]}" --lcores "$(lcores "$w")" -- -c "$work/dpgate.conf" >"$log" 2>&1 &
       ;;
@@ -165,16 +177,19 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
   # shellcheck disable=SC2086
   packets=$(python3 "$perf/gen-pcap.py" "$pcap" $gen --dst-mac "$lan_mac" 2>&1 | sed -n 's/^gen-pcap: .*: \([0-9]*\) frames.*/\1/p')
   [ -n "$packets" ] || { echo "run.sh: $name: gen-pcap.py $gen failed" >&2; exit 1; }
+  # The warm-up covers a first replay of the whole file at 0.3 Mpps, so that
+  # a stateful peer measures established flows, not their creation (1 M flows: 3.5 s).
+  row_warmup=$(awk -v w="$warmup" -v p="$packets" 'BEGIN { x = p / 300000; print (x > w ? x : w) }')
   for rep in $(seq 1 "$repeats"); do
     for peer in ${peers//,/ }; do
       log=$work/$name-$peer-$rep.log
       if [ "$peer" = kernel ]; then
-        m=$("$perf/kernel-peer.sh" "$pcap" ${rules_file:+--rules "$rules_file"} --frames "$packets" --warmup "$warmup" \
+        m=$("$perf/kernel-peer.sh" "$pcap" ${rules_file:+--rules "$rules_file"} --frames "$packets" --warmup "$row_warmup" \
               --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
       else
         start_peer "$peer" "$pcap" "$w" "$packets" "$log"
         m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
-              --warmup "$warmup" --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
+              --warmup "$row_warmup" --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
         stop_peer
         rm -rf /var/run/dpdk/"$prefix"
       fi
