@@ -164,72 +164,82 @@ inline bool is_stateful(const Match& m) {
 // What a target does to the traversal of its table.
 enum class Flow : uint8_t { kContinue, kAccept, kDrop, kReject, kReturn, kJump, kGoto };
 
-// Applies a non-branching target of rule `rule_id` to the packet and result;
-// returns the flow.
+// Applies a target of rule `rule_id` to the packet and result; returns the
+// flow. One overload per target type, so that the Program's compact targets
+// run the same code as the interpreter's.
+inline Flow apply(const NoTarget&, uint32_t, Packet&, HookResult&) { return Flow::kContinue; }
+
+inline Flow apply(const VerdictTarget& t, uint32_t, Packet&, HookResult&) {
+  return t.verdict == Verdict::kAccept ? Flow::kAccept : t.verdict == Verdict::kDrop ? Flow::kDrop : Flow::kReturn;
+}
+
+inline Flow apply(const JumpTarget& t, uint32_t, Packet&, HookResult&) {
+  return t.is_goto ? Flow::kGoto : Flow::kJump;
+}
+
+inline Flow apply(const RejectTarget& t, uint32_t, Packet&, HookResult& res) {
+  res.reject = t.with;
+  return Flow::kReject;
+}
+
+// nf_nat: the binding is made and the nat table stops (NF_ACCEPT). Later
+// tables of the same hook see the translated packet.
+inline Flow apply(const NatTarget& t, uint32_t, Packet& p, HookResult& res) {
+  if (t.kind == NatTarget::Kind::kDnat || t.kind == NatTarget::Kind::kRedirect) {
+    res.has_dnat = true;
+    res.dnat = t;
+    if (t.has_addr) p.dst = t.min_addr;
+    if (t.has_port) p.dport = t.min_port;
+    p.ct_state |= ct_state::kDnat;
+  } else {
+    res.has_snat = true;
+    res.snat = t;
+    if (t.has_addr) p.src = t.min_addr;
+    if (t.has_port) p.sport = t.min_port;
+    p.ct_state |= ct_state::kSnat;
+  }
+  return Flow::kAccept;
+}
+
+inline Flow apply(const MarkTarget& t, uint32_t, Packet& p, HookResult& res) {
+  p.mark = (p.mark & ~t.mask) ^ t.value;  // xt_MARK v2
+  res.mark = p.mark;
+  return Flow::kContinue;
+}
+
+// xt_CONNMARK v1
+inline Flow apply(const ConnmarkTarget& t, uint32_t, Packet& p, HookResult& res) {
+  switch (t.mode) {
+    case ConnmarkTarget::Mode::kSet:
+      p.ct_mark = (p.ct_mark & ~t.ctmask) ^ t.ctmark;
+      break;
+    case ConnmarkTarget::Mode::kSave:
+      p.ct_mark = (p.ct_mark & ~t.ctmask) ^ (p.mark & t.nfmask);
+      break;
+    case ConnmarkTarget::Mode::kRestore:
+      p.mark = (p.mark & ~t.nfmask) ^ (p.ct_mark & t.ctmask);
+      break;
+  }
+  res.mark = p.mark;
+  res.ct_mark = p.ct_mark;
+  return Flow::kContinue;
+}
+
+// xt_LOG: log the packet as it is now, then XT_CONTINUE. `t` must outlive
+// the result (it points into the Ruleset or Program).
+inline Flow apply(const LogTarget& t, uint32_t rule_id, Packet& p, HookResult& res) {
+  res.add_log(rule_id, p.mark, t);
+  return Flow::kContinue;
+}
+
+inline Flow apply(const NotrackTarget&, uint32_t, Packet& p, HookResult& res) {
+  res.notrack = true;
+  p.ct_state = ct_state::kUntracked;
+  return Flow::kContinue;
+}
+
 inline Flow apply_target(const Target& t, uint32_t rule_id, Packet& p, HookResult& res) {
-  return std::visit(
-      [&](const auto& tt) -> Flow {
-        using T = std::decay_t<decltype(tt)>;
-        if constexpr (std::is_same_v<T, NoTarget>) {
-          return Flow::kContinue;
-        } else if constexpr (std::is_same_v<T, VerdictTarget>) {
-          return tt.verdict == Verdict::kAccept ? Flow::kAccept
-                 : tt.verdict == Verdict::kDrop ? Flow::kDrop
-                                                : Flow::kReturn;
-        } else if constexpr (std::is_same_v<T, JumpTarget>) {
-          return tt.is_goto ? Flow::kGoto : Flow::kJump;
-        } else if constexpr (std::is_same_v<T, RejectTarget>) {
-          res.reject = tt.with;
-          return Flow::kReject;
-        } else if constexpr (std::is_same_v<T, NatTarget>) {
-          // nf_nat: the binding is made and the nat table stops (NF_ACCEPT).
-          // Later tables of the same hook see the translated packet.
-          if (tt.kind == NatTarget::Kind::kDnat || tt.kind == NatTarget::Kind::kRedirect) {
-            res.has_dnat = true;
-            res.dnat = tt;
-            if (tt.has_addr) p.dst = tt.min_addr;
-            if (tt.has_port) p.dport = tt.min_port;
-            p.ct_state |= ct_state::kDnat;
-          } else {
-            res.has_snat = true;
-            res.snat = tt;
-            if (tt.has_addr) p.src = tt.min_addr;
-            if (tt.has_port) p.sport = tt.min_port;
-            p.ct_state |= ct_state::kSnat;
-          }
-          return Flow::kAccept;
-        } else if constexpr (std::is_same_v<T, MarkTarget>) {
-          p.mark = (p.mark & ~tt.mask) ^ tt.value;  // xt_MARK v2
-          res.mark = p.mark;
-          return Flow::kContinue;
-        } else if constexpr (std::is_same_v<T, ConnmarkTarget>) {
-          // xt_CONNMARK v1
-          switch (tt.mode) {
-            case ConnmarkTarget::Mode::kSet:
-              p.ct_mark = (p.ct_mark & ~tt.ctmask) ^ tt.ctmark;
-              break;
-            case ConnmarkTarget::Mode::kSave:
-              p.ct_mark = (p.ct_mark & ~tt.ctmask) ^ (p.mark & tt.nfmask);
-              break;
-            case ConnmarkTarget::Mode::kRestore:
-              p.mark = (p.mark & ~tt.nfmask) ^ (p.ct_mark & tt.ctmask);
-              break;
-          }
-          res.mark = p.mark;
-          res.ct_mark = p.ct_mark;
-          return Flow::kContinue;
-        } else if constexpr (std::is_same_v<T, LogTarget>) {
-          // xt_LOG: log the packet as it is now, then XT_CONTINUE.
-          res.add_log(rule_id, p.mark, tt);
-          return Flow::kContinue;
-        } else if constexpr (std::is_same_v<T, NotrackTarget>) {
-          res.notrack = true;
-          p.ct_state = ct_state::kUntracked;
-          return Flow::kContinue;
-        }
-        return Flow::kContinue;
-      },
-      t);
+  return std::visit([&](const auto& tt) { return apply(tt, rule_id, p, res); }, t);
 }
 
 // Runs the tables of a hook in priority order. `walk(table, packet, result)`

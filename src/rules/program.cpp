@@ -16,7 +16,11 @@
 //   from the candidates. Every other candidate is still verified in order.
 #include "dpgate/rules/program.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -148,12 +152,52 @@ bool has_side_effects(const Match& m) {
 // up to the first that fails), so skipping the rule changes nothing. A
 // statistic, recent, limit or nfacct match before it must still run: such a
 // rule is never skipped.
-uint32_t guard_pattern(const Program::CompiledMatch* begin, const Program::CompiledMatch* end) {
+uint32_t guard_pattern(const Program::CompiledMatch* begin, const Program::CompiledMatch* end,
+                       const std::vector<Program::ColdMatch>& cold) {
   for (const Program::CompiledMatch* m = begin; m != end; ++m) {
-    if (has_side_effects(m->match)) return Program::kNone;
-    if (m->pattern != Program::kNone && !std::get<StringMatch>(m->match).inv) return m->pattern;
+    switch (m->kind) {
+      case Program::MatchKind::kTcp:
+      case Program::MatchKind::kMark:
+        continue;
+      case Program::MatchKind::kStatistic:
+        return Program::kNone;
+      case Program::MatchKind::kCold:
+        break;
+    }
+    const Program::ColdMatch& cm = cold[m->cold];
+    if (has_side_effects(cm.match)) return Program::kNone;
+    if (cm.pattern != Program::kNone && !std::get<StringMatch>(cm.match).inv) return cm.pattern;
   }
   return Program::kNone;
+}
+
+// The compact form of a target; LOG, CONNMARK and NOTRACK go to `cold`.
+// A jump's chain is filled in by the caller.
+Program::CompiledTarget compile_target(const Target& t, std::vector<Target>& cold) {
+  using Kind = Program::TargetKind;
+  Program::CompiledTarget ct;
+  if (std::holds_alternative<NoTarget>(t)) {
+    ct.kind = Kind::kContinue;
+  } else if (const auto* v = std::get_if<VerdictTarget>(&t)) {
+    ct.kind = v->verdict == Verdict::kAccept ? Kind::kAccept : v->verdict == Verdict::kDrop ? Kind::kDrop : Kind::kReturn;
+  } else if (const auto* j = std::get_if<JumpTarget>(&t)) {
+    ct.kind = j->is_goto ? Kind::kGoto : Kind::kJump;
+    ct.data.jump = Program::JumpData{};
+  } else if (const auto* r = std::get_if<RejectTarget>(&t)) {
+    ct.kind = Kind::kReject;
+    ct.data.reject = *r;
+  } else if (const auto* n = std::get_if<NatTarget>(&t)) {
+    ct.kind = Kind::kNat;
+    ct.data.nat = *n;
+  } else if (const auto* m = std::get_if<MarkTarget>(&t)) {
+    ct.kind = Kind::kMark;
+    ct.data.mark = *m;
+  } else {
+    ct.kind = Kind::kCold;
+    ct.data.cold = uint32_t(cold.size());
+    cold.push_back(t);
+  }
+  return ct;
 }
 
 }  // namespace
@@ -183,6 +227,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
     const Table& tb = rs.tables[size_t(ti)];
     if (!tb.present) continue;
     const uint32_t chain_base = uint32_t(prog.chains_.size());
+    const uint32_t table_rule_begin = uint32_t(prog.rules_.size());
     std::map<std::string_view, uint32_t> chain_index;
     for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = chain_base + uint32_t(c);
 
@@ -210,34 +255,63 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       Program::CompiledChain cc;
       cc.policy = ch.policy;
       cc.rule_begin = uint32_t(prog.rules_.size());
+      cc.match_begin = uint32_t(prog.matches_.size());
       if (ch.builtin) prog.base_[size_t(ti)][size_t(*ch.builtin)] = chain_base + uint32_t(c);
       for (size_t k = 0; k < ch.rules.size(); ++k) {
         const Rule& r = ch.rules[k];
-        Program::CompiledRule cr;
-        auto& h = cr.header;
-        h.src = r.src.addr & r.src.mask;
-        h.src_mask = r.src.mask;
-        h.dst = r.dst.addr & r.dst.mask;
-        h.dst_mask = r.dst.mask;
-        h.proto = r.proto;
-        if (r.inv_src) h.flags |= Program::kHInvSrc;
-        if (r.inv_dst) h.flags |= Program::kHInvDst;
-        if (!r.in.empty()) {
-          h.flags |= Program::kHIn | (r.in.prefix ? Program::kHInPrefix : 0) | (r.inv_in ? Program::kHInvIn : 0);
-          std::memcpy(h.in, r.in.name.data(), r.in.name.size());
-          h.in_len = uint8_t(r.in.name.size());
+        if (ids.base[size_t(ti)][c] + uint32_t(k) != uint32_t(prog.rules_.size())) {
+          return Error{r.pos, "internal: rule ids and Program order differ"};
         }
-        if (!r.out.empty()) {
-          h.flags |= Program::kHOut | (r.out.prefix ? Program::kHOutPrefix : 0) | (r.inv_out ? Program::kHInvOut : 0);
-          std::memcpy(h.out, r.out.name.data(), r.out.name.size());
-          h.out_len = uint8_t(r.out.name.size());
+        Program::CompiledRule& cr = prog.rules_.emplace_back();
+        cr.src = r.src.addr & r.src.mask;
+        cr.src_mask = r.src.mask;
+        cr.dst = r.dst.addr & r.dst.mask;
+        cr.dst_mask = r.dst.mask;
+        cr.proto = r.proto;
+        if (r.inv_src) cr.flags |= Program::kHInvSrc;
+        if (r.inv_dst) cr.flags |= Program::kHInvDst;
+        if (!r.in.empty() || !r.out.empty()) {
+          Program::Ifaces& f = prog.ifaces_.emplace_back();
+          cr.iface = uint32_t(prog.ifaces_.size() - 1);
+          if (!r.in.empty()) {
+            cr.flags |= Program::kHIn | (r.in.prefix ? Program::kHInPrefix : 0) | (r.inv_in ? Program::kHInvIn : 0);
+            std::memcpy(f.in, r.in.name.data(), r.in.name.size());
+            f.in_len = uint8_t(r.in.name.size());
+          }
+          if (!r.out.empty()) {
+            cr.flags |= Program::kHOut | (r.out.prefix ? Program::kHOutPrefix : 0) | (r.inv_out ? Program::kHInvOut : 0);
+            std::memcpy(f.out, r.out.name.data(), r.out.name.size());
+            f.out_len = uint8_t(r.out.name.size());
+          }
         }
-        if (r.inv_proto) h.flags |= Program::kHInvProto;
-        if (r.fragment) h.flags |= Program::kHFrag | (r.inv_fragment ? Program::kHInvFrag : 0);
+        if (r.inv_proto) cr.flags |= Program::kHInvProto;
+        if (r.fragment) cr.flags |= Program::kHFrag | (r.inv_fragment ? Program::kHInvFrag : 0);
         cr.match_begin = uint32_t(prog.matches_.size());
         for (uint32_t m = 0; m < r.matches.size(); ++m) {
           if (std::holds_alternative<CommentMatch>(r.matches[m])) continue;
-          Program::CompiledMatch cm{r.matches[m], m};
+          Program::CompiledMatch& cm = prog.matches_.emplace_back();
+          cm.index = uint16_t(m);
+          const auto* tcp = std::get_if<TcpMatch>(&r.matches[m]);
+          const auto* stat = std::get_if<StatisticMatch>(&r.matches[m]);
+          const auto* mark = std::get_if<MarkMatch>(&r.matches[m]);
+          if (m > 0xffff) {
+            // Kept whole below: its position does not fit the compact form.
+          } else if (tcp != nullptr) {
+            cm.kind = Program::MatchKind::kTcp;
+            cm.data.tcp = *tcp;
+            continue;
+          } else if (stat != nullptr) {
+            cm.kind = Program::MatchKind::kStatistic;
+            cm.data.statistic = *stat;
+            continue;
+          } else if (mark != nullptr) {
+            cm.kind = Program::MatchKind::kMark;
+            cm.data.mark = *mark;
+            continue;
+          }
+          cm.kind = Program::MatchKind::kCold;
+          cm.cold = uint32_t(prog.cold_matches_.size());
+          Program::ColdMatch& cold = prog.cold_matches_.emplace_back(Program::ColdMatch{r.matches[m], m});
           if (const auto* str = std::get_if<StringMatch>(&r.matches[m])) {
             const auto [it, fresh] = pattern_ids.try_emplace({str->pattern, str->from, str->to, str->icase},
                                                              uint32_t(prog.strings_.patterns.size()));
@@ -245,18 +319,18 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
               prog.strings_.patterns.push_back(*str);
               prog.strings_.patterns.back().inv = false;
             }
-            cm.pattern = it->second;
+            cold.pattern = it->second;
           }
-          prog.matches_.push_back(std::move(cm));
         }
-        cr.match_end = uint32_t(prog.matches_.size());
-        cr.target = uint32_t(prog.targets_.size());
-        prog.targets_.push_back(r.target);
-        if (const auto* j = std::get_if<JumpTarget>(&r.target)) cr.jump_chain = chain_index.at(j->chain);
-        cr.id = ids.base[size_t(ti)][c] + uint32_t(k);
-        prog.rules_.push_back(std::move(cr));
+        if (prog.matches_.size() - cr.match_begin > 0xffff) {
+          return Error{r.pos, "expected at most 65535 matches in a rule"};
+        }
+        cr.match_count = uint16_t(prog.matches_.size() - cr.match_begin);
+        cr.target = compile_target(r.target, prog.targets_);
+        if (const auto* j = std::get_if<JumpTarget>(&r.target)) cr.target.data.jump.chain = chain_index.at(j->chain);
       }
       cc.rule_end = uint32_t(prog.rules_.size());
+      cc.match_end = uint32_t(prog.matches_.size());
       prog.chains_.push_back(cc);
 
       // Segments of this chain.
@@ -349,7 +423,8 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           for (size_t q = 0; q < gen; ++q) {
             const Program::CompiledRule& cr = prog.rules_[abs + q];
             const uint32_t id =
-                guard_pattern(prog.matches_.data() + cr.match_begin, prog.matches_.data() + cr.match_end);
+                guard_pattern(prog.matches_.data() + cr.match_begin,
+                              prog.matches_.data() + cr.match_begin + cr.match_count, prog.cold_matches_);
             if (id == Program::kNone) continue;
             guarded[q / 64] |= uint64_t(1) << (q % 64);
             guards.push_back({id, abs + uint32_t(q)});
@@ -368,21 +443,26 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           prog.stats_.classifier_segments++;
           prog.stats_.classified_rules += uint32_t(gen);
         } else {
-          for (size_t q = 0; q < gen; ++q) {
-            prog.segments_.push_back({Program::SegmentKind::kLinear, abs + uint32_t(q),
-                                      abs + uint32_t(q) + 1, 0});
-          }
           prog.stats_.linear_rules += uint32_t(gen);
         }
         k += gen;
       }
     }
-  }
-  prog.segment_of_rule_.resize(prog.rules_.size());
-  for (uint32_t s = 0; s < prog.segments_.size(); ++s) {
-    for (uint32_t r = prog.segments_[s].begin; r < prog.segments_[s].end; ++r) {
-      prog.segment_of_rule_[r] = s;
+    // Jumps carry where their chain lies (chains may be declared later).
+    for (uint32_t r = table_rule_begin; r < prog.rules_.size(); ++r) {
+      Program::CompiledTarget& t = prog.rules_[r].target;
+      if (t.kind != Program::TargetKind::kJump && t.kind != Program::TargetKind::kGoto) continue;
+      const Program::CompiledChain& to = prog.chains_[t.data.jump.chain];
+      t.data.jump.rule_begin = to.rule_begin;
+      t.data.jump.rule_end = to.rule_end;
+      t.data.jump.match_begin = to.match_begin;
+      t.data.jump.match_end = to.match_end;
     }
+  }
+  // A rule of a hash or classifier run is reached through its segment; a
+  // linear rule (segment kNone) is tried on its own.
+  for (uint32_t s = 0; s < prog.segments_.size(); ++s) {
+    for (uint32_t r = prog.segments_[s].begin; r < prog.segments_[s].end; ++r) prog.rules_[r].segment = s;
   }
   prog.stats_.rules = uint32_t(prog.rules_.size());
   prog.stats_.chains = uint32_t(prog.chains_.size());
@@ -432,27 +512,98 @@ void Program::prune_by_scan(const Segment& s, const Classifier& cl, const uint64
   for (uint32_t w = w0; w < cl.words; ++w) cand[w] &= keep[w];
 }
 
+namespace {
+
+// Runs a compact target; the cold ones through the shared full form.
+eval::Flow apply_compiled(const Program::CompiledTarget& t, const std::vector<Target>& cold, uint32_t rule,
+                          Packet& p, HookResult& res) {
+  using Kind = Program::TargetKind;
+  switch (t.kind) {
+    case Kind::kContinue: return eval::Flow::kContinue;
+    case Kind::kAccept: return eval::Flow::kAccept;
+    case Kind::kDrop: return eval::Flow::kDrop;
+    case Kind::kReturn: return eval::Flow::kReturn;
+    case Kind::kJump: return eval::Flow::kJump;
+    case Kind::kGoto: return eval::Flow::kGoto;
+    case Kind::kReject: return eval::apply(t.data.reject, rule, p, res);
+    case Kind::kNat: return eval::apply(t.data.nat, rule, p, res);
+    case Kind::kMark: return eval::apply(t.data.mark, rule, p, res);
+    case Kind::kCold: break;
+  }
+  return eval::apply_target(cold[t.data.cold], rule, p, res);
+}
+
+bool iface_hit(const char* name, const char* want, uint8_t len, bool prefix) {
+  const size_t n = strnlen(name, kIfNameSize);
+  return prefix ? (n >= len && std::memcmp(name, want, len) == 0) : (n == len && std::memcmp(name, want, n) == 0);
+}
+
+// Fetches the first lines of a chain's rules and matches together, so that
+// their misses overlap instead of following one another.
+void prefetch_chain(const Program::CompiledRule* rules, const Program::CompiledMatch* matches,
+                    const Program::JumpData& j) {
+  constexpr uint32_t kLines = 4;
+  const uint32_t rule_end = std::min(j.rule_end, j.rule_begin + kLines);
+  for (uint32_t r = j.rule_begin; r < rule_end; ++r) __builtin_prefetch(rules + r);
+  const char* m = reinterpret_cast<const char*>(matches + j.match_begin);
+  const char* m_end = reinterpret_cast<const char*>(matches + std::min(j.match_end, j.match_begin + 2 * kLines));
+  for (; m < m_end; m += 64) __builtin_prefetch(m);
+}
+
+}  // namespace
+
+void* Program::huge_allocate(size_t bytes, size_t align) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < kHuge) return ::operator new(bytes, std::align_val_t(align));
+  const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  madvise(p, rounded, MADV_HUGEPAGE);  // a hint: without THP it changes nothing
+  return p;
+}
+
+void Program::huge_deallocate(void* p, size_t bytes, size_t align) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < kHuge) {
+    ::operator delete(p, std::align_val_t(align));
+  } else {
+    std::free(p);
+  }
+}
+
 bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, PayloadScan& scan) const {
   const CompiledRule& r = rules_[ri];
-  const Header& h = r.header;
-  if ((((p.src & h.src_mask) == h.src) == bool(h.flags & kHInvSrc)) && (h.src_mask || (h.flags & kHInvSrc))) return false;
-  if ((((p.dst & h.dst_mask) == h.dst) == bool(h.flags & kHInvDst)) && (h.dst_mask || (h.flags & kHInvDst))) return false;
-  if (h.flags & kHIn) {
-    size_t n = strnlen(p.in_iface, kIfNameSize);
-    bool hit = (h.flags & kHInPrefix) ? (n >= h.in_len && std::memcmp(p.in_iface, h.in, h.in_len) == 0)
-                                      : (n == h.in_len && std::memcmp(p.in_iface, h.in, n) == 0);
-    if (hit == bool(h.flags & kHInvIn)) return false;
+  if ((((p.src & r.src_mask) == r.src) == bool(r.flags & kHInvSrc)) && (r.src_mask || (r.flags & kHInvSrc))) return false;
+  if ((((p.dst & r.dst_mask) == r.dst) == bool(r.flags & kHInvDst)) && (r.dst_mask || (r.flags & kHInvDst))) return false;
+  if (r.flags & (kHIn | kHOut)) [[unlikely]] {
+    const Ifaces& f = ifaces_[r.iface];
+    if ((r.flags & kHIn) && iface_hit(p.in_iface, f.in, f.in_len, r.flags & kHInPrefix) == bool(r.flags & kHInvIn)) {
+      return false;
+    }
+    if ((r.flags & kHOut) &&
+        iface_hit(p.out_iface, f.out, f.out_len, r.flags & kHOutPrefix) == bool(r.flags & kHInvOut)) {
+      return false;
+    }
   }
-  if (h.flags & kHOut) {
-    size_t n = strnlen(p.out_iface, kIfNameSize);
-    bool hit = (h.flags & kHOutPrefix) ? (n >= h.out_len && std::memcmp(p.out_iface, h.out, h.out_len) == 0)
-                                       : (n == h.out_len && std::memcmp(p.out_iface, h.out, n) == 0);
-    if (hit == bool(h.flags & kHInvOut)) return false;
-  }
-  if (h.proto != 0 && (p.proto == h.proto) == bool(h.flags & kHInvProto)) return false;
-  if ((h.flags & kHFrag) && p.fragment == bool(h.flags & kHInvFrag)) return false;
-  for (uint32_t m = r.match_begin; m < r.match_end; ++m) {
-    const CompiledMatch& cm = matches_[m];
+  if (r.proto != 0 && (p.proto == r.proto) == bool(r.flags & kHInvProto)) return false;
+  if ((r.flags & kHFrag) && p.fragment == bool(r.flags & kHInvFrag)) return false;
+  const CompiledMatch* m = matches_.data() + r.match_begin;
+  for (const CompiledMatch* end = m + r.match_count; m != end; ++m) {
+    const eval::MatchCtx ctx{p, st, ri, m->index};
+    switch (m->kind) {
+      case MatchKind::kTcp:
+        if (!eval::match(m->data.tcp, ctx)) return false;
+        continue;
+      case MatchKind::kStatistic:
+        if (!eval::match(m->data.statistic, ctx)) return false;
+        continue;
+      case MatchKind::kMark:
+        if (!eval::match(m->data.mark, ctx)) return false;
+        continue;
+      case MatchKind::kCold:
+        break;
+    }
+    const ColdMatch& cm = cold_matches_[m->cold];
     if (cm.pattern != kNone) {
       if (const uint64_t* found = scanned(scan, p, st)) {
         const bool hit = (found[cm.pattern / 64] >> (cm.pattern % 64)) & 1;
@@ -460,7 +611,7 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
         continue;
       }
     }
-    if (!eval::match_one(cm.match, eval::MatchCtx{p, st, r.id, cm.index})) return false;
+    if (!eval::match_one(cm.match, eval::MatchCtx{p, st, ri, cm.index})) return false;
   }
   return true;
 }
@@ -472,6 +623,8 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
     case SegmentKind::kLinear:
       return rule_matches(from, p, st, scan) ? from : kNone;
     case SegmentKind::kHash: {
+      // A hashed rule tests exactly its key (and comments): an equal key is a
+      // match, and nothing else of the rule needs reading.
       if (p.fragment) return kNone;
       const HashIndex& hi = hashes_[s.index];
       const uint64_t key = hash_key(hi.with_dst, p.dst, p.proto, p.dport);
@@ -479,7 +632,7 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
       while (true) {
         const HashSlot& e = slots_[hi.slot_begin + slot];
         if (e.rule == kNone) return kNone;
-        if (e.key == key) return (e.rule >= from && rule_matches(e.rule, p, st, scan)) ? e.rule : kNone;
+        if (e.key == key) return e.rule >= from ? e.rule : kNone;
         slot = (slot + 1) & hi.mask;
       }
     }
@@ -537,42 +690,55 @@ void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult&
     uint32_t chain = base_[size_t(t)][size_t(hook)];
     if (chain == kNone) return eval::Flow::kAccept;
     struct Frame {
-      uint32_t chain, next;
+      uint32_t chain, next, end;
     };
     Frame stack[kMaxDepth];
     uint32_t depth = 0;
     uint32_t pos = chains_[chain].rule_begin;
+    uint32_t end = chains_[chain].rule_end;
+    const CompiledRule* rules = rules_.data();
     while (true) {
-      if (pos >= chains_[chain].rule_end) {
+      if (pos >= end) {
         if (depth == 0) {
           return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept;
         }
         --depth;
         chain = stack[depth].chain;
         pos = stack[depth].next;
+        end = stack[depth].end;
         continue;
       }
-      const Segment& seg = segments_[segment_of_rule_[pos]];
-      const uint32_t hit = find_in_segment(seg, pos, p, state, scan);
-      if (hit == kNone) {
-        pos = seg.end;
-        continue;
+      uint32_t hit = pos, next = pos + 1;
+      if (rules[pos].segment == kNone) [[likely]] {
+        if (!rule_matches(pos, p, state, scan)) {
+          ++pos;
+          continue;
+        }
+      } else {
+        const Segment& seg = segments_[rules[pos].segment];
+        hit = find_in_segment(seg, pos, p, state, scan);
+        if (hit == kNone) {
+          pos = seg.end;
+          continue;
+        }
+        // After a hash hit nothing else in the segment can match.
+        next = seg.kind == SegmentKind::kHash ? seg.end : hit + 1;
       }
-      // After a hash hit nothing else in the segment can match.
-      const uint32_t next = seg.kind == SegmentKind::kHash ? seg.end : hit + 1;
-      const CompiledRule& r = rules_[hit];
-      res.add_matched(r.id);
-      eval::Flow f = eval::apply_target(targets_[r.target], r.id, p, res);
+      const CompiledTarget& t = rules[hit].target;
+      res.add_matched(hit);  // the rule index is its id (checked when compiled)
+      const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
       switch (f) {
         case eval::Flow::kContinue:
           pos = next;
           break;
         case eval::Flow::kJump:
-          stack[depth++] = {chain, next};
+          stack[depth++] = {chain, next, end};
           [[fallthrough]];
         case eval::Flow::kGoto:
-          chain = r.jump_chain;
-          pos = chains_[chain].rule_begin;
+          prefetch_chain(rules, matches_.data(), t.data.jump);
+          chain = t.data.jump.chain;
+          pos = t.data.jump.rule_begin;
+          end = t.data.jump.rule_end;
           break;
         case eval::Flow::kReturn:
           if (depth == 0) {
@@ -581,6 +747,7 @@ void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult&
           --depth;
           chain = stack[depth].chain;
           pos = stack[depth].next;
+          end = stack[depth].end;
           break;
         default:
           return f;

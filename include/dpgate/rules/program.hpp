@@ -72,37 +72,94 @@ class Program {
   static constexpr uint32_t kMaxClassifierRules = 4096;
 
   // ---- flat representation (read by evaluate) ----
+  //
+  // What one packet touches is kept small and together, so that a ruleset
+  // of 10 000 services costs about what one of 10 does: a rule is one cache
+  // line (header fields, its segment, its target inline), the rules of a
+  // chain are consecutive, their matches are 32-byte records consecutive in
+  // the same order (comments, which cannot fail, are left out), and a jump
+  // carries where its chain's rules and matches lie so that they are
+  // fetched together. Everything rare (interface names, conntrack, recent,
+  // string matches, LOG and CONNMARK targets) is a cold index into the full
+  // forms. The large arrays sit in 2 MiB-aligned memory advised for huge
+  // pages (TLB reach; harmless where transparent huge pages are off).
   enum class SegmentKind : uint8_t { kLinear, kHash, kClassifier };
   struct Segment {
     SegmentKind kind = SegmentKind::kLinear;
     uint32_t begin = 0, end = 0;  // rule indices
     uint32_t index = 0;           // into hashes_ / classifiers_
   };
-  // ip_packet_match's fields, flat.
-  struct Header {
-    uint32_t src = 0, src_mask = 0, dst = 0, dst_mask = 0;
-    char in[kIfNameSize] = {}, out[kIfNameSize] = {};
-    uint8_t in_len = 0, out_len = 0;
-    uint8_t proto = 0;
-    uint16_t flags = 0;  // kH* bits
-  };
   static constexpr uint16_t kHInvSrc = 1, kHInvDst = 2, kHIn = 4, kHInPrefix = 8, kHInvIn = 16,
                             kHOut = 32, kHOutPrefix = 64, kHInvOut = 128, kHInvProto = 256,
                             kHFrag = 512, kHInvFrag = 1024;
-  struct CompiledRule {
-    Header header;
-    uint32_t match_begin = 0, match_end = 0;
-    uint32_t target = 0;            // into targets_
-    uint32_t jump_chain = kNone;    // for -j CHAIN / -g CHAIN
-    uint32_t id = 0;                // global rule id (Ruleset order)
+  // -i / -o of the rules that test them (cold).
+  struct Ifaces {
+    char in[kIfNameSize] = {}, out[kIfNameSize] = {};
+    uint8_t in_len = 0, out_len = 0;
   };
+  enum class TargetKind : uint8_t {
+    kContinue,  // no target: count and go on
+    kAccept,
+    kDrop,
+    kReturn,
+    kJump,
+    kGoto,
+    kReject,
+    kNat,
+    kMark,
+    kCold,  // targets_[data.cold] (LOG, CONNMARK, NOTRACK)
+  };
+  // Where a jump's chain lies, so that its lines can be fetched at once.
+  struct JumpData {
+    uint32_t chain = 0;
+    uint32_t rule_begin = 0, rule_end = 0;
+    uint32_t match_begin = 0, match_end = 0;
+  };
+  union TargetData {
+    TargetData() : cold(0) {}
+    JumpData jump;
+    NatTarget nat;
+    MarkTarget mark;
+    RejectTarget reject;
+    uint32_t cold;
+  };
+  struct CompiledTarget {
+    TargetKind kind = TargetKind::kContinue;
+    TargetData data;
+  };
+  // ip_packet_match's fields and the rest of a rule, one cache line.
+  struct alignas(64) CompiledRule {
+    uint32_t src = 0, src_mask = 0, dst = 0, dst_mask = 0;
+    uint16_t flags = 0;  // kH* bits
+    uint8_t proto = 0;
+    uint32_t match_begin = 0;  // into matches_
+    uint16_t match_count = 0;
+    uint32_t segment = kNone;  // kNone: tried on its own (a linear rule)
+    uint32_t iface = kNone;    // into ifaces_ when kHIn / kHOut
+    CompiledTarget target;
+  };
+  enum class MatchKind : uint8_t { kTcp, kStatistic, kMark, kCold };
+  union MatchData {
+    MatchData() : tcp() {}
+    TcpMatch tcp;
+    StatisticMatch statistic;
+    MarkMatch mark;
+  };
+  // A match inline, or a cold index into cold_matches_.
   struct CompiledMatch {
+    MatchKind kind = MatchKind::kCold;
+    uint16_t index = 0;  // position in the source rule (identifies its state)
+    uint32_t cold = 0;
+    MatchData data;
+  };
+  struct ColdMatch {
     Match match;
-    uint32_t index = 0;        // position in the source rule (identifies its state)
+    uint32_t index = 0;        // position in the source rule
     uint32_t pattern = kNone;  // a StringMatch's pattern id in strings_
   };
   struct CompiledChain {
     uint32_t rule_begin = 0, rule_end = 0;
+    uint32_t match_begin = 0, match_end = 0;  // its rules' matches_
     Policy policy = Policy::kNone;
   };
   struct HashSlot {
@@ -129,6 +186,24 @@ class Program {
     uint32_t pattern_lo = 0, pattern_hi = 0;
   };
 
+  // Memory for the large arrays: 2 MiB-aligned and advised for transparent
+  // huge pages once it is that large, ordinary below.
+  template <class T>
+  struct HugePageAllocator {
+    using value_type = T;
+    HugePageAllocator() = default;
+    template <class U>
+    HugePageAllocator(const HugePageAllocator<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(huge_allocate(n * sizeof(T), alignof(T))); }
+    void deallocate(T* p, size_t n) { huge_deallocate(p, n * sizeof(T), alignof(T)); }
+    template <class U>
+    bool operator==(const HugePageAllocator<U>&) const { return true; }
+  };
+  template <class T>
+  using HugeVector = std::vector<T, HugePageAllocator<T>>;
+  static void* huge_allocate(size_t bytes, size_t align);
+  static void huge_deallocate(void* p, size_t bytes, size_t align);
+
  private:
   friend Expected<Program> compile_ruleset(const Ruleset&, const CompileOptions&);
   // One hook's scan of the payload for every pattern, made when the walk
@@ -144,14 +219,15 @@ class Program {
   void prune_by_scan(const Segment& s, const Classifier& cl, const uint64_t* found, uint32_t w0,
                      uint64_t* cand) const;
 
-  std::vector<CompiledRule> rules_;
-  std::vector<CompiledMatch> matches_;
-  std::vector<Target> targets_;
+  HugeVector<CompiledRule> rules_;
+  HugeVector<CompiledMatch> matches_;
+  std::vector<ColdMatch> cold_matches_;
+  std::vector<Target> targets_;  // cold targets
+  std::vector<Ifaces> ifaces_;
   std::vector<CompiledChain> chains_;
   std::vector<Segment> segments_;
-  std::vector<uint32_t> segment_of_rule_;
   std::vector<HashIndex> hashes_;
-  std::vector<HashSlot> slots_;
+  HugeVector<HashSlot> slots_;
   std::vector<Classifier> classifiers_;
   std::vector<uint32_t> bounds_;
   std::vector<uint64_t> rows_;
