@@ -22,10 +22,10 @@
 #include <cstdlib>
 #include <new>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 #include <type_traits>
 
 #include "eval.hpp"
@@ -228,23 +228,35 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
     if (!tb.present) continue;
     const uint32_t chain_base = uint32_t(prog.chains_.size());
     const uint32_t table_rule_begin = uint32_t(prog.rules_.size());
-    std::map<std::string_view, uint32_t> chain_index;
+    std::unordered_map<std::string_view, uint32_t> chain_index;
+    chain_index.reserve(tb.chains.size());
     for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = chain_base + uint32_t(c);
+    // The chain each rule jumps to (table-relative), kNone for other targets,
+    // the table's rules in order.
+    std::vector<uint32_t> jump_to;
+    std::vector<uint32_t> first_rule(tb.chains.size() + 1, 0);
+    for (size_t c = 0; c < tb.chains.size(); ++c) {
+      first_rule[c] = uint32_t(jump_to.size());
+      for (const auto& r : tb.chains[c].rules) {
+        const auto* j = std::get_if<JumpTarget>(&r.target);
+        jump_to.push_back(j ? chain_index.at(j->chain) - chain_base : Program::kNone);
+      }
+    }
+    first_rule[tb.chains.size()] = uint32_t(jump_to.size());
 
-    // Depth of the jump graph must fit the fixed stack.
+    // Depth of the jump graph must fit the fixed stack (the parser rejects
+    // loops).
     std::vector<int> depth(tb.chains.size(), -1);
-    std::function<int(size_t)> depth_of = [&](size_t c) -> int {
+    auto depth_of = [&](auto&& self, size_t c) -> int {
       if (depth[c] >= 0) return depth[c];
       int d = 0;
-      for (const auto& r : tb.chains[c].rules) {
-        if (const auto* j = std::get_if<JumpTarget>(&r.target)) {
-          d = std::max(d, 1 + depth_of(chain_index[j->chain] - chain_base));
-        }
+      for (uint32_t r = first_rule[c]; r < first_rule[c + 1]; ++r) {
+        if (jump_to[r] != Program::kNone) d = std::max(d, 1 + self(self, jump_to[r]));
       }
       return depth[c] = d;
     };
     for (size_t c = 0; c < tb.chains.size(); ++c) {
-      if (depth_of(c) >= int(Program::kMaxDepth)) {
+      if (depth_of(depth_of, c) >= int(Program::kMaxDepth)) {
         return Error{tb.chains[c].pos, "expected jumps nested at most " + std::to_string(Program::kMaxDepth) +
                                            " deep but chain '" + tb.chains[c].name + "' goes deeper"};
       }
@@ -327,7 +339,9 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         }
         cr.match_count = uint16_t(prog.matches_.size() - cr.match_begin);
         cr.target = compile_target(r.target, prog.targets_);
-        if (const auto* j = std::get_if<JumpTarget>(&r.target)) cr.target.data.jump.chain = chain_index.at(j->chain);
+        if (jump_to[first_rule[c] + k] != Program::kNone) {
+          cr.target.data.jump.chain = chain_base + jump_to[first_rule[c] + k];
+        }
       }
       cc.rule_end = uint32_t(prog.rules_.size());
       cc.match_end = uint32_t(prog.matches_.size());
