@@ -500,15 +500,16 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
 }
 
 // Runs one hook's tables for packet i; counts the rules it matched and keeps
-// the marks it set. Returns the result for the caller to act on.
-rules::HookResult run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
+// the marks it set. Returns the result for the caller to act on: the
+// worker's one HookResult (a few hundred bytes, never built per packet),
+// valid until the next run_hook.
+const rules::HookResult& run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
   conntrack::CtView& ct = b.ct[i];
   const bool with_nat = !ct.confirmed && (ct.state & conntrack::ct_state::kNew) != 0 &&
                         (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
-  rules::HookResult res;  // one result object, returned in place (it is a few hundred bytes)
+  rules::HookResult& res = w.hook_result;
   if (!b.rules->hook_has_work(hook, with_nat)) {
-    res.mark = b.mark[i];  // what evaluate() returns when no table of the hook has anything to do
-    res.ct_mark = b.ct_mark[i];
+    res.reset(b.mark[i], b.ct_mark[i]);  // what evaluate() returns when no table of the hook has anything to do
     return res;
   }
   if (b.ct_tuples_pending[i]) {
@@ -598,7 +599,7 @@ void translate_related(Burst& b, uint16_t i) {
 void prerouting(Worker& w, Burst& b) {
   for (uint16_t i = 0; i < b.n_rx; ++i) {
     if (b.rx[i] == nullptr) continue;
-    const rules::HookResult res = run_hook(w, b, i, rules::Hook::kPrerouting, kNoPort);
+    const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kPrerouting, kNoPort);
     if (res.action != rules::Action::kAccept) [[unlikely]] {
       refuse(w, b, i, res);
       continue;
@@ -623,7 +624,7 @@ void prerouting(Worker& w, Burst& b) {
 // a new flow: SNAT/MASQUERADE chosen, the entry inserted, the source half of
 // the translation applied. False when the packet was dropped.
 bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
-  const rules::HookResult res = run_hook(w, b, i, rules::Hook::kPostrouting, nh.port);
+  const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kPostrouting, nh.port);
   if (res.action != rules::Action::kAccept) [[unlikely]] {
     refuse(w, b, i, res);
     return false;
@@ -731,7 +732,7 @@ void decide(Worker& w, Burst& b) {
     const route::NextHop& nh = b.fib->next_hop(b.rx_next_hop[i]);
     if (nh.kind == route::NextHopKind::kLocal) [[unlikely]] {
       if (b.rules != nullptr) {
-        const rules::HookResult res = run_hook(w, b, i, rules::Hook::kInput, kNoPort);
+        const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kInput, kNoPort);
         if (res.action != rules::Action::kAccept) {
           refuse(w, b, i, res);
           continue;
@@ -758,7 +759,7 @@ void decide(Worker& w, Burst& b) {
       continue;
     }
     if (b.rules != nullptr) {
-      const rules::HookResult res = run_hook(w, b, i, rules::Hook::kForward, nh.port);
+      const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kForward, nh.port);
       if (res.action != rules::Action::kAccept) [[unlikely]] {
         refuse(w, b, i, res);
         continue;

@@ -126,6 +126,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // What rule evaluation reads, refilled field by field for each hook a
   // packet runs (a fresh rules::Packet would be zeroed first: ~200 bytes).
   rules::Packet rule_packet;
+  rules::HookResult hook_result;  // the same for what a hook decided
 
   FlowRequest flow_request;
 
