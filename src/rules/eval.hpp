@@ -242,6 +242,12 @@ inline Flow apply_target(const Target& t, uint32_t rule_id, Packet& p, HookResul
   return std::visit([&](const auto& tt) { return apply(tt, rule_id, p, res); }, t);
 }
 
+// The nat table is consulted only for a connection's first packet.
+inline bool nat_skipped(const Packet& p) {
+  return p.ct_confirmed || (p.ct_state & ct_state::kNew) == 0 ||
+         (p.ct_state & (ct_state::kUntracked | ct_state::kInvalid)) != 0;
+}
+
 // Runs the tables of a hook in priority order. `walk(table, packet, result)`
 // traverses one table's built-in chain and returns kAccept, kDrop or
 // kReject. The nat table is consulted only for a connection's first packet.
@@ -251,10 +257,7 @@ template <class Walk>
 void run_hook_in_place(Hook hook, Packet& p, HookResult& res, Walk&& walk) {
   res.reset(p.mark, p.ct_mark);
   for (TableId t : hook_tables(hook)) {
-    if (t == TableId::kNat && (p.ct_confirmed || (p.ct_state & ct_state::kNew) == 0 ||
-                               (p.ct_state & (ct_state::kUntracked | ct_state::kInvalid)) != 0)) {
-      continue;
-    }
+    if (t == TableId::kNat && nat_skipped(p)) continue;
     Flow f = walk(t, p, res);
     if (f == Flow::kDrop) {
       res.action = Action::kDrop;

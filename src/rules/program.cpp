@@ -145,6 +145,16 @@ bool has_side_effects(const Match& m) {
       m);
 }
 
+// Whether two packets running the match in either order can see different
+// results: it reads state that it or another packet writes (recent lists,
+// nth counters, token buckets, nfacct counters). A random draw is not: its
+// value does not depend on which packet drew before.
+bool order_shows(const Match& m) {
+  if (const auto* st = std::get_if<StatisticMatch>(&m)) return st->mode == StatisticMatch::Mode::kNth;
+  return std::holds_alternative<RecentMatch>(m) || std::holds_alternative<LimitMatch>(m) ||
+         std::holds_alternative<NfacctMatch>(m);
+}
+
 // The pattern id of a rule's first non-negated string match when no match
 // before it has side effects, else kNone. On a packet whose payload lacks
 // that pattern the interpreter runs the rule's pure matches up to the string
@@ -338,6 +348,9 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           return Error{r.pos, "expected at most 65535 matches in a rule"};
         }
         cr.match_count = uint16_t(prog.matches_.size() - cr.match_begin);
+        for (const Match& m : r.matches) {
+          if (order_shows(m)) cr.flags |= Program::kHOrdered;
+        }
         cr.target = compile_target(r.target, prog.targets_);
         if (jump_to[first_rule[c] + k] != Program::kNone) {
           cr.target.data.jump.chain = chain_base + jump_to[first_rule[c] + k];
@@ -383,7 +396,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             while (prog.slots_[hi.slot_begin + s].rule != Program::kNone) s = (s + 1) & hi.mask;
             prog.slots_[hi.slot_begin + s] = {keys[q], abs + uint32_t(q)};
           }
-          prog.segments_.push_back({Program::SegmentKind::kHash, abs, abs + uint32_t(run),
+          prog.segments_.push_back({Program::SegmentKind::kHash, false, abs, abs + uint32_t(run),
                                     uint32_t(prog.hashes_.size())});
           prog.hashes_.push_back(hi);
           prog.stats_.hash_segments++;
@@ -451,7 +464,9 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             prog.rows_.insert(prog.rows_.end(), guarded.begin(), guarded.end());
             prog.stats_.string_guarded_rules += guarded_count;
           }
-          prog.segments_.push_back({Program::SegmentKind::kClassifier, abs, abs + uint32_t(gen),
+          bool ordered = false;
+          for (size_t q = 0; q < gen; ++q) ordered |= (prog.rules_[abs + q].flags & Program::kHOrdered) != 0;
+          prog.segments_.push_back({Program::SegmentKind::kClassifier, ordered, abs, abs + uint32_t(gen),
                                     uint32_t(prog.classifiers_.size())});
           prog.classifiers_.push_back(cl);
           prog.stats_.classifier_segments++;
@@ -630,26 +645,14 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
   return true;
 }
 
-// First rule of the segment at or after `from` that matches, or kNone.
+// First rule of a classifier segment at or after `from` that matches, or
+// kNone. (Hash segments are probed by advance(); linear rules have none.)
 uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                                   PayloadScan& scan) const {
   switch (s.kind) {
     case SegmentKind::kLinear:
-      return rule_matches(from, p, st, scan) ? from : kNone;
-    case SegmentKind::kHash: {
-      // A hashed rule tests exactly its key (and comments): an equal key is a
-      // match, and nothing else of the rule needs reading.
-      if (p.fragment) return kNone;
-      const HashIndex& hi = hashes_[s.index];
-      const uint64_t key = hash_key(hi.with_dst, p.dst, p.proto, p.dport);
-      uint32_t slot = hash_slot(key, hi.mask);
-      while (true) {
-        const HashSlot& e = slots_[hi.slot_begin + slot];
-        if (e.rule == kNone) return kNone;
-        if (e.key == key) return e.rule >= from ? e.rule : kNone;
-        slot = (slot + 1) & hi.mask;
-      }
-    }
+    case SegmentKind::kHash:
+      break;
     case SegmentKind::kClassifier: {
       const Classifier& cl = classifiers_[s.index];
       const uint32_t values[kFields] = {p.src, p.dst, p.proto, p.sport, p.dport};
@@ -697,77 +700,208 @@ HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state)
 }
 
 void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& result) const {
-  // Targets rewrite addresses and ports of `p`, never its payload: one scan
-  // serves every table of the hook.
-  PayloadScan scan;
-  eval::run_hook_in_place(hook, packet, result, [&](TableId t, Packet& p, HookResult& res) {
-    uint32_t chain = base_[size_t(t)][size_t(hook)];
-    if (chain == kNone) return eval::Flow::kAccept;
-    struct Frame {
-      uint32_t chain, next, end;
-    };
-    Frame stack[kMaxDepth];
-    uint32_t depth = 0;
-    uint32_t pos = chains_[chain].rule_begin;
-    uint32_t end = chains_[chain].rule_end;
-    const CompiledRule* rules = rules_.data();
-    while (true) {
-      if (pos >= end) {
-        if (depth == 0) {
-          return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept;
+  Walk w;
+  start(w, packet, result);
+  advance<false>(hook, w, state, true);
+}
+
+void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count,
+                             MatchState& state) const {
+  if (!strings_.patterns.empty()) {
+    for (uint32_t k = 0; k < count; ++k) evaluate(hook, packets[k], state, results[k]);
+    return;
+  }
+  // Packets [oldest, next) are in flight, packet k in walks[k % kBurstGroup].
+  Walk walks[kBurstGroup];
+  bool done[kBurstGroup] = {};
+  uint32_t oldest = 0, next = 0;
+  while (oldest < count) {
+    for (; next < count && next < oldest + kBurstGroup; ++next) {
+      start(walks[next % kBurstGroup], packets[next], results[next]);
+      done[next % kBurstGroup] = false;
+    }
+    for (uint32_t k = oldest; k < next; ++k) {
+      const uint32_t i = k % kBurstGroup;
+      if (done[i]) continue;
+      // Every packet before the oldest unfinished one is done.
+      done[i] = !advance<true>(hook, walks[i], state, k == oldest);
+      while (oldest < next && done[oldest % kBurstGroup]) ++oldest;
+    }
+  }
+}
+
+void Program::start(Walk& w, Packet& p, HookResult& res) const {
+  w.p = &p;
+  w.res = &res;
+  w.scan = PayloadScan{};
+  w.phase = Walk::Phase::kNextTable;
+  w.table = 0;
+  res.reset(p.mark, p.ct_mark);
+}
+
+// The walk of eval::run_hook_in_place and ipt_do_table, cut where memory is
+// far: entering a hash segment (the slot), a hash hit (the rule) and a jump
+// (the chain's lines) prefetch and return true; the caller may run other
+// packets before calling again. `in_order`: every earlier packet is done,
+// so a kHOrdered rule may run; otherwise the walk stops before it. Without
+// kInterleave (one packet alone) it runs to the end, prefetching only a
+// jump's chain (its lines then arrive together).
+template <bool kInterleave>
+bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
+  Packet& p = *w.p;
+  HookResult& res = *w.res;
+  const CompiledRule* rules = rules_.data();
+  // The end of a table's traversal with `f`: the hook stops on DROP or
+  // REJECT, else the next table runs.
+  auto table_done = [&](eval::Flow f) {
+    if (f == eval::Flow::kDrop || f == eval::Flow::kReject) {
+      res.action = f == eval::Flow::kDrop ? Action::kDrop : Action::kReject;
+      return false;
+    }
+    ++w.table;
+    w.phase = Walk::Phase::kNextTable;
+    return true;
+  };
+  auto policy = [&] { return chains_[w.chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept; };
+  while (true) {
+    uint32_t hit = 0, next = 0;
+    switch (w.phase) {
+      case Walk::Phase::kNextTable: {
+        const std::vector<TableId>& tables = hook_tables(hook);
+        uint32_t chain = kNone;
+        for (; w.table < tables.size(); ++w.table) {
+          const TableId t = tables[w.table];
+          if (t == TableId::kNat && eval::nat_skipped(p)) continue;
+          chain = base_[size_t(t)][size_t(hook)];
+          if (chain != kNone) break;
         }
-        --depth;
-        chain = stack[depth].chain;
-        pos = stack[depth].next;
-        end = stack[depth].end;
+        if (w.table == tables.size()) {
+          res.action = Action::kAccept;
+          return false;
+        }
+        w.chain = chain;
+        w.pos = chains_[chain].rule_begin;
+        w.end = chains_[chain].rule_end;
+        w.depth = 0;
+        w.phase = Walk::Phase::kRun;
         continue;
       }
-      uint32_t hit = pos, next = pos + 1;
-      if (rules[pos].segment == kNone) [[likely]] {
-        if (!rule_matches(pos, p, state, scan)) {
-          ++pos;
+      case Walk::Phase::kRun: {
+        if (w.pos >= w.end) {
+          if (w.depth == 0) {
+            if (!table_done(policy())) return false;
+            continue;
+          }
+          --w.depth;
+          w.chain = w.stack[w.depth].chain;
+          w.pos = w.stack[w.depth].next;
+          w.end = w.stack[w.depth].end;
           continue;
         }
-      } else {
-        const Segment& seg = segments_[rules[pos].segment];
-        hit = find_in_segment(seg, pos, p, state, scan);
+        const CompiledRule& r = rules[w.pos];
+        if (r.segment == kNone) [[likely]] {
+          if ((r.flags & kHOrdered) && !in_order) return true;
+          if (!rule_matches(w.pos, p, st, w.scan)) {
+            ++w.pos;
+            continue;
+          }
+          hit = w.pos;
+          next = w.pos + 1;
+          break;
+        }
+        const Segment& seg = segments_[r.segment];
+        if (seg.kind == SegmentKind::kHash) {
+          if (p.fragment) {
+            w.pos = seg.end;
+            continue;
+          }
+          const HashIndex& hi = hashes_[seg.index];
+          w.hit = hash_slot(hash_key(hi.with_dst, p.dst, p.proto, p.dport), hi.mask);
+          w.phase = Walk::Phase::kProbe;
+          if constexpr (kInterleave) {
+            __builtin_prefetch(&slots_[hi.slot_begin + w.hit]);
+            return true;
+          }
+          continue;
+        }
+        if (seg.ordered && !in_order) return true;
+        hit = find_in_segment(seg, w.pos, p, st, w.scan);
         if (hit == kNone) {
-          pos = seg.end;
+          w.pos = seg.end;
+          continue;
+        }
+        next = hit + 1;
+        break;
+      }
+      case Walk::Phase::kProbe: {
+        // A hashed rule tests exactly its key (and comments): an equal key is
+        // a match, and nothing else of the rule needs reading.
+        const Segment& seg = segments_[rules[w.pos].segment];
+        const HashIndex& hi = hashes_[seg.index];
+        const uint64_t key = hash_key(hi.with_dst, p.dst, p.proto, p.dport);
+        w.phase = Walk::Phase::kRun;
+        uint32_t found = kNone;
+        for (uint32_t slot = w.hit;; slot = (slot + 1) & hi.mask) {
+          const HashSlot& e = slots_[hi.slot_begin + slot];
+          if (e.rule == kNone) break;
+          if (e.key == key) {
+            if (e.rule >= w.pos) found = e.rule;
+            break;
+          }
+        }
+        if (found == kNone) {
+          w.pos = seg.end;
           continue;
         }
         // After a hash hit nothing else in the segment can match.
-        next = seg.kind == SegmentKind::kHash ? seg.end : hit + 1;
+        w.hit = found;
+        w.next = seg.end;
+        w.phase = Walk::Phase::kHit;
+        if constexpr (kInterleave) {
+          __builtin_prefetch(&rules[found]);
+          return true;
+        }
+        continue;
       }
-      const CompiledTarget& t = rules[hit].target;
-      res.add_matched(hit);  // the rule index is its id (checked when compiled)
-      const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
-      switch (f) {
-        case eval::Flow::kContinue:
-          pos = next;
-          break;
-        case eval::Flow::kJump:
-          stack[depth++] = {chain, next, end};
-          [[fallthrough]];
-        case eval::Flow::kGoto:
-          prefetch_chain(rules, matches_.data(), t.data.jump);
-          chain = t.data.jump.chain;
-          pos = t.data.jump.rule_begin;
-          end = t.data.jump.rule_end;
-          break;
-        case eval::Flow::kReturn:
-          if (depth == 0) {
-            return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept;
-          }
-          --depth;
-          chain = stack[depth].chain;
-          pos = stack[depth].next;
-          end = stack[depth].end;
-          break;
-        default:
-          return f;
-      }
+      case Walk::Phase::kHit:
+        hit = w.hit;
+        next = w.next;
+        w.phase = Walk::Phase::kRun;
+        break;
     }
-  });
+    // Rule `hit` matched; `next` is where the walk goes on after it.
+    const CompiledTarget& t = rules[hit].target;
+    res.add_matched(hit);  // the rule index is its id (checked when compiled)
+    const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
+    switch (f) {
+      case eval::Flow::kContinue:
+        w.pos = next;
+        break;
+      case eval::Flow::kJump:
+        w.stack[w.depth++] = {w.chain, next, w.end};
+        [[fallthrough]];
+      case eval::Flow::kGoto:
+        prefetch_chain(rules, matches_.data(), t.data.jump);
+        w.chain = t.data.jump.chain;
+        w.pos = t.data.jump.rule_begin;
+        w.end = t.data.jump.rule_end;
+        if constexpr (kInterleave) return true;
+        break;
+      case eval::Flow::kReturn:
+        if (w.depth == 0) {
+          if (!table_done(policy())) return false;
+          break;
+        }
+        --w.depth;
+        w.chain = w.stack[w.depth].chain;
+        w.pos = w.stack[w.depth].next;
+        w.end = w.stack[w.depth].end;
+        break;
+      default:
+        if (!table_done(f)) return false;
+        break;
+    }
+  }
 }
 
 }  // namespace dpgate::rules

@@ -35,6 +35,20 @@ class Program {
   // The same in place, for the data plane: `packet` is rewritten as targets
   // run (DNAT, MARK), `res` overwritten; nothing is copied.
   void evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& res) const;
+  // A burst in place: results[k] is what evaluate(hook, packets[k], state,
+  // results[k]) called for k = 0, 1, ... would give, except that statistic
+  // --mode random draws may reach the packets in another order (each is
+  // still an independent uniform draw). Up to kBurstGroup packets are walked
+  // together: where a packet would wait for memory (a hash lookup, a jump to
+  // another chain) it prefetches the lines and the next packet runs, so the
+  // misses of the group overlap. Rules with matches whose order between
+  // packets shows (recent, statistic --mode nth, limit, nfacct) run in
+  // packet order: a packet reaches one only when every earlier packet of the
+  // burst is done. A Program with string matches (whose payload scan is one
+  // per state) evaluates the packets one after another.
+  // Any thread; no allocation, no locks.
+  void evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count, MatchState& state) const;
+  static constexpr uint32_t kBurstGroup = 8;
 
   struct Stats {
     uint32_t rules = 0, chains = 0;
@@ -86,12 +100,14 @@ class Program {
   enum class SegmentKind : uint8_t { kLinear, kHash, kClassifier };
   struct Segment {
     SegmentKind kind = SegmentKind::kLinear;
+    bool ordered = false;  // holds a kHOrdered rule
     uint32_t begin = 0, end = 0;  // rule indices
     uint32_t index = 0;           // into hashes_ / classifiers_
   };
   static constexpr uint16_t kHInvSrc = 1, kHInvDst = 2, kHIn = 4, kHInPrefix = 8, kHInvIn = 16,
                             kHOut = 32, kHOutPrefix = 64, kHInvOut = 128, kHInvProto = 256,
-                            kHFrag = 512, kHInvFrag = 1024;
+                            kHFrag = 512, kHInvFrag = 1024,
+                            kHOrdered = 2048;  // has a match whose order between packets shows
   // -i / -o of the rules that test them (cold).
   struct Ifaces {
     char in[kIfNameSize] = {}, out[kIfNameSize] = {};
@@ -213,6 +229,25 @@ class Program {
     bool asked = false;
   };
   const uint64_t* scanned(PayloadScan& scan, const Packet& p, MatchState& st) const;
+  // One packet's walk through a hook, resumable: advance<true>() runs it
+  // until it has prefetched what it needs next (true) or is done (false).
+  struct Walk {
+    enum class Phase : uint8_t { kNextTable, kRun, kProbe, kHit };
+    struct Frame {
+      uint32_t chain, next, end;
+    };
+    Packet* p = nullptr;
+    HookResult* res = nullptr;
+    PayloadScan scan;
+    Phase phase = Phase::kNextTable;
+    uint8_t table = 0;  // position in hook_tables(hook)
+    uint32_t chain = 0, pos = 0, end = 0, depth = 0;
+    uint32_t hit = 0, next = 0;  // kProbe: slot; kHit: the rule found and where to go on
+    Frame stack[kMaxDepth];
+  };
+  void start(Walk& w, Packet& p, HookResult& res) const;
+  template <bool kInterleave>
+  bool advance(Hook hook, Walk& w, MatchState& st, bool in_order) const;
   uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                            PayloadScan& scan) const;
   bool rule_matches(uint32_t r, const Packet& p, MatchState& st, PayloadScan& scan) const;
