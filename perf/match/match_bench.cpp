@@ -7,7 +7,9 @@
 //                the rules whose pattern the scan found
 //   per_rule_ns  Program::evaluate, each rule searching on its own (xt_string's model)
 // and the same chain without payload rules (no_payload_ns). Usage:
-// match_bench [PAYLOAD_BYTES]; prints one JSON object per pattern count.
+// match_bench [PAYLOAD_BYTES [TO]]; prints one JSON object per pattern count.
+// With TO every string match gets `--to TO` (the pattern must end before
+// byte TO of the datagram), as rules that look at headers only do.
 // Times are this thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that time
 // spent descheduled on a shared machine does not count. Not a test:
 // numbers, not verdicts.
@@ -37,7 +39,7 @@ double thread_cpu_ns() {
   return double(ts.tv_sec) * 1e9 + double(ts.tv_nsec);
 }
 
-std::string ruleset(size_t n, bool payload, std::mt19937& rng) {
+std::string ruleset(size_t n, bool payload, size_t to, std::mt19937& rng) {
   std::string text = "*filter\n:FORWARD ACCEPT [0:0]\n";
   for (size_t i = 0; i < n; ++i) {
     std::string pat;
@@ -45,6 +47,7 @@ std::string ruleset(size_t n, bool payload, std::mt19937& rng) {
     // Without payload rules the same chain tests ports the packets do not use.
     text += "-A FORWARD -p tcp -m tcp --dport " + std::to_string(payload ? 80 : 10000 + i);
     if (payload) text += " -m string --string " + pat + std::to_string(i) + " --algo bm";
+    if (payload && to > 0) text += " --to " + std::to_string(to);
     text += " -j DROP\n";
   }
   return text + "COMMIT\n";
@@ -142,11 +145,12 @@ Setup build(const std::string& text) {
 
 int main(int argc, char** argv) {
   const size_t payload_bytes = argc > 1 ? size_t(std::atoi(argv[1])) : 512;
+  const size_t to = argc > 2 ? size_t(std::atoi(argv[2])) : 0;
   std::mt19937 rng(7);
   const auto ds = datagrams(payload_bytes, rng);
   for (size_t n : {1, 10, 100, 1000}) {
-    Setup with = build(ruleset(n, true, rng));
-    Setup without = build(ruleset(n, false, rng));
+    Setup with = build(ruleset(n, true, to, rng));
+    Setup without = build(ruleset(n, false, to, rng));
     dataplane::WorkerMatchState fast(nullptr, 1), plain_state(nullptr, 1), none(nullptr, 1);
     PerRuleSearch plain(plain_state);
     fast.begin(with.published.get(), 0);
@@ -172,9 +176,9 @@ int main(int argc, char** argv) {
       return found != nullptr ? found[0] : 1;
     });
     std::printf(
-        "{\"patterns\": %zu, \"payload_bytes\": %zu, \"scan_ns\": %.1f, \"program_ns\": %.1f, "
+        "{\"patterns\": %zu, \"payload_bytes\": %zu, \"to\": %zu, \"scan_ns\": %.1f, \"program_ns\": %.1f, "
         "\"per_rule_ns\": %.1f, \"no_payload_ns\": %.1f}\n",
-        n, payload_bytes, scan_ns, program_ns, per_rule_ns, no_payload_ns);
+        n, payload_bytes, to, scan_ns, program_ns, per_rule_ns, no_payload_ns);
     std::fflush(stdout);
   }
   return 0;
