@@ -61,7 +61,8 @@ bool has_ports(uint8_t proto) { return proto == net::kProtoTcp || proto == net::
 static_assert(sizeof(rules::Packet) == 168, "fill_rule_packet sets every field of rules::Packet");
 
 void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, const net::PacketMeta& meta,
-                      uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct) {
+                      uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct,
+                      uint32_t fields) {
   p.src = net::to_host(meta.tuple.src.v4());
   p.dst = net::to_host(meta.tuple.dst.v4());
   p.proto = meta.tuple.proto;
@@ -71,7 +72,8 @@ void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, cons
   p.icmp_code = meta.icmp_code;
   p.tcp_flags = meta.tcp_flags;
   p.tcp_options = {};
-  if (meta.tuple.proto == net::kProtoTcp && meta.fragment != net::Fragment::kLater) {
+  if ((fields & rules::packet_field::kTcpOptions) && meta.tuple.proto == net::kProtoTcp &&
+      meta.fragment != net::Fragment::kLater) {
     const uint8_t* tcp = ip + meta.l3_len;
     const uint32_t header_len = (tcp[12] >> 4) * 4u;
     if (header_len > 20) read_tcp_options(tcp, header_len, p.tcp_options);
@@ -84,8 +86,10 @@ void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, cons
   std::memcpy(p.out_iface, out_port == kNoPort ? kNoName : r.ports[out_port].name, rules::kIfNameSize);
   p.in_iface[rules::kIfNameSize - 1] = p.out_iface[rules::kIfNameSize - 1] = '\0';
   p.mark = mark;
-  p.src_type = address_type(r, p.src);
-  p.dst_type = address_type(r, p.dst);
+  if (fields & rules::packet_field::kAddrType) {
+    p.src_type = address_type(r, p.src);
+    p.dst_type = address_type(r, p.dst);
+  }
   p.ct_state = ct.state;
   p.ct_status = ct.status;
   p.ct_dir = ct.dir == conntrack::Direction::kOriginal ? rules::CtDir::kOriginal : rules::CtDir::kReply;
@@ -96,8 +100,10 @@ void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, cons
     return rules::Tuple{net::to_host(t.src.v4()), net::to_host(t.dst.v4()), net::to_host(t.src_port),
                         net::to_host(t.dst_port), t.proto};
   };
-  p.ct_orig = host_tuple(ct.orig);
-  p.ct_reply = host_tuple(ct.reply);
+  if (fields & rules::packet_field::kCtTuples) {
+    p.ct_orig = host_tuple(ct.orig);
+    p.ct_reply = host_tuple(ct.reply);
+  }
   p.payload = ip;
   p.payload_len = meta.ip_total_len;
 }

@@ -17,11 +17,13 @@ namespace dpgate::dataplane {
 // Fills `p` for evaluation: header fields from `meta` (the IPv4 header at
 // `ip`), interfaces by port index (kNoPort for none), the packet mark, the
 // ct view, address types, and the datagram as payload (xt_string counts
-// offsets from the IP header). Every field is set: the worker reuses one
-// Packet for all its packets.
+// offsets from the IP header). Every field is set (the worker reuses one
+// Packet for all its packets) except the costly ones no rule reads: those of
+// rules::packet_field not in `fields` (address types, ct tuples, TCP options).
 inline constexpr uint16_t kNoPort = 0xffff;
 void fill_rule_packet(rules::Packet& p, const Router& r, const uint8_t* ip, const net::PacketMeta& meta,
-                      uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct);
+                      uint16_t in_port, uint16_t out_port, uint32_t mark, const conntrack::CtView& ct,
+                      uint32_t fields);
 
 // Applies a DNAT or REDIRECT target to a new flow's reply tuple (its source
 // becomes the new destination). `in_port` gives REDIRECT's address. As in

@@ -15,6 +15,7 @@ PublishedRules::PublishedRules(uint64_t gen, rules::Ruleset rs, rules::Program p
       hook_work[size_t(h)][with_nat ? 1 : 0] = program.hook_has_work(rules::Hook(h), with_nat);
     }
   }
+  packet_fields = ruleset.fields_read();
   const uint32_t rows = rules == 0 ? 1 : rules;
   for (uint32_t w = 0; w < workers; ++w) counters.emplace_back(new RuleCounter[rows]);
   const uint32_t slots = rows * kStateSlotsPerRule;

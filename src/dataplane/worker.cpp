@@ -512,14 +512,15 @@ const rules::HookResult& run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook h
     res.reset(b.mark[i], b.ct_mark[i]);  // what evaluate() returns when no table of the hook has anything to do
     return res;
   }
-  if (b.ct_tuples_pending[i]) {
+  if (b.ct_tuples_pending[i] && (b.rules->packet_fields & rules::packet_field::kCtTuples)) {
     conntrack::ct_view_tuples(ct, *b.flow[i]);
     b.ct_tuples_pending[i] = false;
   }
   rules::Packet& p = w.rule_packet;
   const net::PacketMeta& meta = b.meta[i];
   ct.mark = b.ct_mark[i];
-  fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct);
+  fill_rule_packet(p, *w.router, frame_of(b.rx[i]) + meta.l2_len, meta, b.in_port, out_port, b.mark[i], ct,
+                   b.rules->packet_fields);
   w.match_state->begin_packet();  // payload matches scan once per packet and hook
   b.rules->program.evaluate(hook, p, *w.match_state, res);
   b.rules->count(w.queue, res, meta.ip_total_len);
@@ -786,7 +787,7 @@ bool output_hooks(Worker& w, Burst& b, uint16_t k, uint16_t out_port) {
   conntrack::CtView ct = conntrack::ct_view_invalid();
   ct.state = b.originated_ct_state[k];
   rules::Packet p;
-  fill_rule_packet(p, *w.router, f + meta.l2_len, meta, kNoPort, out_port, 0, ct);
+  fill_rule_packet(p, *w.router, f + meta.l2_len, meta, kNoPort, out_port, 0, ct, b.rules->packet_fields);
   for (const rules::Hook hook : {rules::Hook::kOutput, rules::Hook::kPostrouting}) {
     w.match_state->begin_packet();
     const rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);

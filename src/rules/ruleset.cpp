@@ -87,6 +87,29 @@ size_t Ruleset::rule_count() const {
   return n;
 }
 
+uint32_t Ruleset::fields_read() const {
+  uint32_t fields = 0;
+  auto read_by = [](const Match& m) -> uint32_t {
+    if (const auto* a = std::get_if<AddrtypeMatch>(&m)) return a->src != 0 || a->dst != 0 ? packet_field::kAddrType : 0;
+    if (const auto* t = std::get_if<TcpMatch>(&m)) return t->option ? packet_field::kTcpOptions : 0;
+    if (const auto* c = std::get_if<ConntrackMatch>(&m)) {
+      const bool tuples = c->proto.value || c->orig_src.value || c->orig_dst.value || c->repl_src.value ||
+                          c->repl_dst.value || c->orig_src_port.value || c->orig_dst_port.value ||
+                          c->repl_src_port.value || c->repl_dst_port.value;
+      return tuples ? packet_field::kCtTuples : 0;
+    }
+    return 0;
+  };
+  for (const auto& t : tables) {
+    for (const auto& c : t.chains) {
+      for (const auto& r : c.rules) {
+        for (const Match& m : r.matches) fields |= read_by(m);
+      }
+    }
+  }
+  return fields;
+}
+
 size_t Ruleset::chain_count() const {
   size_t n = 0;
   for (const auto& t : tables) n += t.present ? t.chains.size() : 0;

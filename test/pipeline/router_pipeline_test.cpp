@@ -583,6 +583,27 @@ TEST_CASE("an unanswered flow walks nat once: later packets are NEW, keep the fi
   CHECK(rule_packets(r, "-A FORWARD -p udp -m conntrack --ctstate NEW -j ACCEPT") == 3);
 }
 
+TEST_CASE("rules reading the fields the worker fills only on demand (ct tuples, address types) see them on every packet") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n"
+                "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                "-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT\n"
+                "-A FORWARD -m conntrack --ctorigdst 198.19.5.5/32 --ctreplsrcport 8080 -j ACCEPT\n"
+                "COMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02));
+  REQUIRE(r.sent(kWan).size() == 1);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12));  // an existing flow: tuples filled late
+  CHECK(r.sent(kLan).size() == 1);
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x10));
+  CHECK(r.sent(kWan).size() == 1);
+  CHECK(rule_packets(r, "-A FORWARD -m conntrack --ctorigdst 198.19.5.5 --ctreplsrcport 8080 -j ACCEPT") == 3);
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.1").icmp(8, 0, 1, 1).build());
+  CHECK(r.sent(kLan).size() == 1);  // the echo request was LOCAL to the INPUT rule
+  CHECK(rule_packets(r, "-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT") == 1);
+}
+
 TEST_CASE("two services DNATed onto one backend tuple: the second connection's source port moves, as netfilter's null binding") {
   // The client reuses its source port towards another service address whose
   // backend is the same: the reply tuple is taken, and the kernel makes it

@@ -51,6 +51,7 @@ struct PublishedRules {
   // program.hook_has_work(hook, with_nat), asked once here: the worker asks
   // per packet and hook, and most of those hooks have nothing to do.
   std::array<std::array<bool, 2>, rules::kHookCount> hook_work{};
+  uint32_t packet_fields = 0;  // ruleset.fields_read(): the costly rules::Packet fields a rule reads
 
   bool hook_has_work(rules::Hook hook, bool with_nat) const { return hook_work[size_t(hook)][with_nat ? 1 : 0]; }
 

@@ -287,3 +287,19 @@ TEST_CASE("a later packet of an unanswered connection is NEW but skips nat: its 
   // The filter table still sees it, as NEW.
   CHECK(b.run(Hook::kForward, retransmit).mark == 0x7);
 }
+
+TEST_CASE("fields_read names the costly packet fields some rule reads, so a data plane can skip the rest") {
+  auto fields = [](const std::string& rules) {
+    auto rs = parse_ruleset("*filter\n:FORWARD ACCEPT [0:0]\n" + rules + "COMMIT\n", "t.rules");
+    REQUIRE(rs);
+    return rs->fields_read();
+  };
+  CHECK(fields("-A FORWARD -p tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT\n") == 0);
+  CHECK(fields("-A FORWARD -m addrtype --dst-type LOCAL -j ACCEPT\n") == packet_field::kAddrType);
+  CHECK(fields("-A FORWARD -m conntrack --ctorigdst 198.19.0.10 -j ACCEPT\n") == packet_field::kCtTuples);
+  CHECK(fields("-A FORWARD -m conntrack --ctproto tcp -j ACCEPT\n") == packet_field::kCtTuples);
+  CHECK(fields("-A FORWARD -m conntrack --ctreplsrcport 80 -j ACCEPT\n") == packet_field::kCtTuples);
+  CHECK(fields("-A FORWARD -p tcp -m tcp --tcp-option 2 -j DROP\n") == packet_field::kTcpOptions);
+  CHECK(fields("-A FORWARD -m addrtype --src-type LOCAL -j ACCEPT\n-A FORWARD -p tcp --tcp-option 8 -j ACCEPT\n") ==
+        (packet_field::kAddrType | packet_field::kTcpOptions));
+}
