@@ -183,6 +183,9 @@ uint32_t guard_pattern(const Program::CompiledMatch* begin, const Program::Compi
 
 // The compact form of a target; LOG, CONNMARK and NOTRACK go to `cold`.
 // A jump's chain is filled in by the caller.
+static_assert(sizeof(Program::CompiledRule) == 64, "a rule is one cache line");
+static_assert(sizeof(Program::CompiledMatch) == 32, "two matches a line");
+
 Program::CompiledTarget compile_target(const Target& t, std::vector<Target>& cold) {
   using Kind = Program::TargetKind;
   Program::CompiledTarget ct;
@@ -238,6 +241,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
     if (!tb.present) continue;
     const uint32_t chain_base = uint32_t(prog.chains_.size());
     const uint32_t table_rule_begin = uint32_t(prog.rules_.size());
+    const size_t table_slot_begin = prog.slots_.size();
     std::unordered_map<std::string_view, uint32_t> chain_index;
     chain_index.reserve(tb.chains.size());
     for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = chain_base + uint32_t(c);
@@ -278,6 +282,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       cc.policy = ch.policy;
       cc.rule_begin = uint32_t(prog.rules_.size());
       cc.match_begin = uint32_t(prog.matches_.size());
+      cc.cold_begin = uint32_t(prog.cold_matches_.size());
       if (ch.builtin) prog.base_[size_t(ti)][size_t(*ch.builtin)] = chain_base + uint32_t(c);
       for (size_t k = 0; k < ch.rules.size(); ++k) {
         const Rule& r = ch.rules[k];
@@ -358,6 +363,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       }
       cc.rule_end = uint32_t(prog.rules_.size());
       cc.match_end = uint32_t(prog.matches_.size());
+      cc.cold_end = uint32_t(prog.cold_matches_.size());
       prog.chains_.push_back(cc);
 
       // Segments of this chain.
@@ -394,7 +400,8 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           for (size_t q = 0; q < run; ++q) {
             uint32_t s = hash_slot(keys[q], hi.mask);
             while (prog.slots_[hi.slot_begin + s].rule != Program::kNone) s = (s + 1) & hi.mask;
-            prog.slots_[hi.slot_begin + s] = {keys[q], abs + uint32_t(q)};
+            prog.slots_[hi.slot_begin + s].key = keys[q];
+            prog.slots_[hi.slot_begin + s].rule = abs + uint32_t(q);
           }
           prog.segments_.push_back({Program::SegmentKind::kHash, false, abs, abs + uint32_t(run),
                                     uint32_t(prog.hashes_.size())});
@@ -486,6 +493,17 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       t.data.jump.rule_end = to.rule_end;
       t.data.jump.match_begin = to.match_begin;
       t.data.jump.match_end = to.match_end;
+      t.data.jump.cold_begin = to.cold_begin != to.cold_end ? to.cold_begin : Program::kNone;
+    }
+    for (size_t k = table_slot_begin; k < prog.slots_.size(); ++k) {
+      Program::HashSlot& e = prog.slots_[k];
+      if (e.rule == Program::kNone || prog.rules_[e.rule].target.kind != Program::TargetKind::kJump) continue;
+      const Program::JumpData& j = prog.rules_[e.rule].target.data.jump;
+      e.chain = j.chain;
+      e.rule_begin = j.rule_begin;
+      e.rule_end = j.rule_end;
+      e.match_begin = j.match_begin;
+      e.cold_begin = j.cold_begin;
     }
   }
   // A rule of a hash or classifier run is reached through its segment; a
@@ -567,16 +585,22 @@ bool iface_hit(const char* name, const char* want, uint8_t len, bool prefix) {
   return prefix ? (n >= len && std::memcmp(name, want, len) == 0) : (n == len && std::memcmp(name, want, n) == 0);
 }
 
-// Fetches the first lines of a chain's rules and matches together, so that
-// their misses overlap instead of following one another.
+// Fetches the first lines of a chain's rules, matches and cold matches
+// together, so that their misses overlap instead of following one another.
 void prefetch_chain(const Program::CompiledRule* rules, const Program::CompiledMatch* matches,
-                    const Program::JumpData& j) {
+                    const std::vector<Program::ColdMatch>& cold, const Program::JumpData& j) {
   constexpr uint32_t kLines = 4;
   const uint32_t rule_end = std::min(j.rule_end, j.rule_begin + kLines);
   for (uint32_t r = j.rule_begin; r < rule_end; ++r) __builtin_prefetch(rules + r);
-  const char* m = reinterpret_cast<const char*>(matches + j.match_begin);
-  const char* m_end = reinterpret_cast<const char*>(matches + std::min(j.match_end, j.match_begin + 2 * kLines));
-  for (; m < m_end; m += 64) __builtin_prefetch(m);
+  auto lines = [](const void* begin, const void* end) {
+    for (const char* a = static_cast<const char*>(begin); a < static_cast<const char*>(end); a += 64) {
+      __builtin_prefetch(a);
+    }
+  };
+  lines(matches + j.match_begin, matches + std::min(j.match_end, j.match_begin + 2 * kLines));
+  if (j.cold_begin != Program::kNone) {
+    lines(cold.data() + j.cold_begin, cold.data() + std::min<size_t>(cold.size(), j.cold_begin + 3));
+  }
 }
 
 }  // namespace
@@ -751,6 +775,15 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
   Packet& p = *w.p;
   HookResult& res = *w.res;
   const CompiledRule* rules = rules_.data();
+  // The walk's position in registers; stored back when it stops.
+  uint32_t chain = w.chain, pos = w.pos, end = w.end, depth = w.depth;
+  auto out = [&](bool more) {
+    w.chain = chain;
+    w.pos = pos;
+    w.end = end;
+    w.depth = depth;
+    return more;
+  };
   // The end of a table's traversal with `f`: the hook stops on DROP or
   // REJECT, else the next table runs.
   auto table_done = [&](eval::Flow f) {
@@ -762,57 +795,57 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
     w.phase = Walk::Phase::kNextTable;
     return true;
   };
-  auto policy = [&] { return chains_[w.chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept; };
+  auto policy = [&] { return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept; };
   while (true) {
     uint32_t hit = 0, next = 0;
     switch (w.phase) {
       case Walk::Phase::kNextTable: {
         const std::vector<TableId>& tables = hook_tables(hook);
-        uint32_t chain = kNone;
+        uint32_t base = kNone;
         for (; w.table < tables.size(); ++w.table) {
           const TableId t = tables[w.table];
           if (t == TableId::kNat && eval::nat_skipped(p)) continue;
-          chain = base_[size_t(t)][size_t(hook)];
-          if (chain != kNone) break;
+          base = base_[size_t(t)][size_t(hook)];
+          if (base != kNone) break;
         }
         if (w.table == tables.size()) {
           res.action = Action::kAccept;
-          return false;
+          return out(false);
         }
-        w.chain = chain;
-        w.pos = chains_[chain].rule_begin;
-        w.end = chains_[chain].rule_end;
-        w.depth = 0;
+        chain = base;
+        pos = chains_[chain].rule_begin;
+        end = chains_[chain].rule_end;
+        depth = 0;
         w.phase = Walk::Phase::kRun;
         continue;
       }
       case Walk::Phase::kRun: {
-        if (w.pos >= w.end) {
-          if (w.depth == 0) {
-            if (!table_done(policy())) return false;
+        if (pos >= end) {
+          if (depth == 0) {
+            if (!table_done(policy())) return out(false);
             continue;
           }
-          --w.depth;
-          w.chain = w.stack[w.depth].chain;
-          w.pos = w.stack[w.depth].next;
-          w.end = w.stack[w.depth].end;
+          --depth;
+          chain = w.stack[depth].chain;
+          pos = w.stack[depth].next;
+          end = w.stack[depth].end;
           continue;
         }
-        const CompiledRule& r = rules[w.pos];
+        const CompiledRule& r = rules[pos];
         if (r.segment == kNone) [[likely]] {
-          if ((r.flags & kHOrdered) && !in_order) return true;
-          if (!rule_matches(w.pos, p, st, w.scan)) {
-            ++w.pos;
+          if ((r.flags & kHOrdered) && !in_order) return out(true);
+          if (!rule_matches(pos, p, st, w.scan)) {
+            ++pos;
             continue;
           }
-          hit = w.pos;
-          next = w.pos + 1;
+          hit = pos;
+          next = pos + 1;
           break;
         }
         const Segment& seg = segments_[r.segment];
         if (seg.kind == SegmentKind::kHash) {
           if (p.fragment) {
-            w.pos = seg.end;
+            pos = seg.end;
             continue;
           }
           const HashIndex& hi = hashes_[seg.index];
@@ -820,14 +853,14 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
           w.phase = Walk::Phase::kProbe;
           if constexpr (kInterleave) {
             __builtin_prefetch(&slots_[hi.slot_begin + w.hit]);
-            return true;
+            return out(true);
           }
           continue;
         }
-        if (seg.ordered && !in_order) return true;
-        hit = find_in_segment(seg, w.pos, p, st, w.scan);
+        if (seg.ordered && !in_order) return out(true);
+        hit = find_in_segment(seg, pos, p, st, w.scan);
         if (hit == kNone) {
-          w.pos = seg.end;
+          pos = seg.end;
           continue;
         }
         next = hit + 1;
@@ -836,30 +869,47 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
       case Walk::Phase::kProbe: {
         // A hashed rule tests exactly its key (and comments): an equal key is
         // a match, and nothing else of the rule needs reading.
-        const Segment& seg = segments_[rules[w.pos].segment];
+        const Segment& seg = segments_[rules[pos].segment];
         const HashIndex& hi = hashes_[seg.index];
         const uint64_t key = hash_key(hi.with_dst, p.dst, p.proto, p.dport);
         w.phase = Walk::Phase::kRun;
-        uint32_t found = kNone;
+        const HashSlot* found = nullptr;
         for (uint32_t slot = w.hit;; slot = (slot + 1) & hi.mask) {
           const HashSlot& e = slots_[hi.slot_begin + slot];
           if (e.rule == kNone) break;
           if (e.key == key) {
-            if (e.rule >= w.pos) found = e.rule;
+            if (e.rule >= pos) found = &e;
             break;
           }
         }
-        if (found == kNone) {
-          w.pos = seg.end;
+        if (found == nullptr) {
+          pos = seg.end;
+          continue;
+        }
+        if (found->chain != kNone) {
+          // -j CHAIN, from the slot: what apply_compiled and kJump do.
+          res.add_matched(found->rule);
+          w.stack[depth++] = {chain, seg.end, end};
+          const JumpData j{found->chain,
+                           found->rule_begin,
+                           found->rule_end,
+                           found->match_begin,
+                           std::min(found->match_begin + 8, uint32_t(matches_.size())),
+                           found->cold_begin};
+          prefetch_chain(rules, matches_.data(), cold_matches_, j);
+          chain = j.chain;
+          pos = j.rule_begin;
+          end = j.rule_end;
+          if constexpr (kInterleave) return out(true);
           continue;
         }
         // After a hash hit nothing else in the segment can match.
-        w.hit = found;
+        w.hit = found->rule;
         w.next = seg.end;
         w.phase = Walk::Phase::kHit;
         if constexpr (kInterleave) {
-          __builtin_prefetch(&rules[found]);
-          return true;
+          __builtin_prefetch(&rules[found->rule]);
+          return out(true);
         }
         continue;
       }
@@ -875,30 +925,30 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
     const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
     switch (f) {
       case eval::Flow::kContinue:
-        w.pos = next;
+        pos = next;
         break;
       case eval::Flow::kJump:
-        w.stack[w.depth++] = {w.chain, next, w.end};
+        w.stack[depth++] = {chain, next, end};
         [[fallthrough]];
       case eval::Flow::kGoto:
-        prefetch_chain(rules, matches_.data(), t.data.jump);
-        w.chain = t.data.jump.chain;
-        w.pos = t.data.jump.rule_begin;
-        w.end = t.data.jump.rule_end;
-        if constexpr (kInterleave) return true;
+        prefetch_chain(rules, matches_.data(), cold_matches_, t.data.jump);
+        chain = t.data.jump.chain;
+        pos = t.data.jump.rule_begin;
+        end = t.data.jump.rule_end;
+        if constexpr (kInterleave) return out(true);
         break;
       case eval::Flow::kReturn:
-        if (w.depth == 0) {
-          if (!table_done(policy())) return false;
+        if (depth == 0) {
+          if (!table_done(policy())) return out(false);
           break;
         }
-        --w.depth;
-        w.chain = w.stack[w.depth].chain;
-        w.pos = w.stack[w.depth].next;
-        w.end = w.stack[w.depth].end;
+        --depth;
+        chain = w.stack[depth].chain;
+        pos = w.stack[depth].next;
+        end = w.stack[depth].end;
         break;
       default:
-        if (!table_done(f)) return false;
+        if (!table_done(f)) return out(false);
         break;
     }
   }

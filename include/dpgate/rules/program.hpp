@@ -130,6 +130,7 @@ class Program {
     uint32_t chain = 0;
     uint32_t rule_begin = 0, rule_end = 0;
     uint32_t match_begin = 0, match_end = 0;
+    uint32_t cold_begin = kNone;  // its rules' first cold match (kube's recent lists), kNone if none
   };
   union TargetData {
     TargetData() : cold(0) {}
@@ -176,11 +177,17 @@ class Program {
   struct CompiledChain {
     uint32_t rule_begin = 0, rule_end = 0;
     uint32_t match_begin = 0, match_end = 0;  // its rules' matches_
+    uint32_t cold_begin = 0, cold_end = 0;    // and cold_matches_
     Policy policy = Policy::kNone;
   };
+  // Open addressing, key and value inline. A rule that jumps (kube-proxy's
+  // -j KUBE-SVC-...) has its chain here too: a hit goes on to the chain
+  // without reading the rule's line.
   struct HashSlot {
     uint64_t key = 0;
     uint32_t rule = kNone;
+    uint32_t chain = kNone;  // kNone: read the rule's target
+    uint32_t rule_begin = 0, rule_end = 0, match_begin = 0, cold_begin = kNone;
   };
   struct HashIndex {
     bool with_dst = true;  // key = (dst, proto, dport) or (proto, dport)
