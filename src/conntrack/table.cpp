@@ -236,20 +236,36 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
       h[i] = hash(keys[i]);
       __builtin_prefetch(&buckets_[static_cast<uint32_t>(h[i]) & mask_]);
     }
-    // First signature hit in the home bucket: prefetch both lines of its entry.
-    for (unsigned i = 0; i < m; ++i) {
-      const Bucket& bk = buckets_[static_cast<uint32_t>(h[i]) & mask_];
+    // First signature hit in the home bucket: prefetch both lines of its
+    // entry. No hit but the bucket overflowed: the key may sit in the next
+    // bucket (linear probing), so prefetch that one and look there after.
+    unsigned spilled[kMaxBulk];
+    unsigned n_spilled = 0;
+    auto first_hit = [&](unsigned i, uint32_t b) {
+      const Bucket& bk = buckets_[b];
       const uint32_t sig = signature(h[i]);
-      cand[i] = kNoRef;
       for (unsigned s = 0; s < kSlots; ++s) {
         if (bk.sig[s] == sig) {
           cand[i] = bk.ref[s];
           const Entry* e = &entries_[bk.ref[s] >> 1];
           __builtin_prefetch(e);
           __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
-          break;
+          return true;
         }
       }
+      return false;
+    };
+    for (unsigned i = 0; i < m; ++i) {
+      const uint32_t b = static_cast<uint32_t>(h[i]) & mask_;
+      cand[i] = kNoRef;
+      if (!first_hit(i, b) && buckets_[b].overflow != 0) {
+        __builtin_prefetch(&buckets_[(b + 1) & mask_]);
+        spilled[n_spilled++] = i;
+      }
+    }
+    for (unsigned k = 0; k < n_spilled; ++k) {
+      const unsigned i = spilled[k];
+      first_hit(i, (static_cast<uint32_t>(h[i]) + 1) & mask_);
     }
     for (unsigned i = 0; i < m; ++i) {
       uint32_t ref = cand[i];
