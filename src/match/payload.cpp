@@ -14,10 +14,10 @@
 //   min_offset = from - window start + len, and one whose --to is below the
 //   greatest gets max_offset = to - window start. Patterns that share the
 //   window's bounds (every pattern, when none uses --from/--to) get no
-//   extended parameter: Hyperscan scans everything it is given and checks
-//   the offsets after the fact, and measured with 1, 10 and 100 literals it
-//   scans the whole buffer whatever max_offset says, while a min_offset
-//   made the 1000-literal scan 1.4x slower (perf/match/README.md);
+//   extended parameter. Hyperscan does not narrow the scan itself: with 1,
+//   10 and 100 literals it reads the whole buffer whatever max_offset says,
+//   and a min_offset does not make it skip the bytes before it
+//   (perf/match/README.md, perf/match/hs_probe.cpp);
 // - HS_FLAG_SINGLEMATCH: one report per pattern and packet is all we need.
 #include "dpgate/match/payload.hpp"
 
