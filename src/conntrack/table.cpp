@@ -42,8 +42,8 @@ Table::Table(const TableConfig& config)
   shift_ = 0;
   while ((uint64_t{2} << shift_) <= per_4ms) ++shift_;
 
-  entries_ = std::make_unique<Entry[]>(capacity_);
-  buckets_ = std::make_unique<Bucket[]>(buckets);
+  entries_ = util::HugeArray<Entry>(capacity_);
+  buckets_ = util::HugeArray<Bucket>(buckets);
   free_.reserve(capacity_);
   for (uint32_t i = capacity_; i > 0; --i) free_.push_back(i - 1);
   graveyard_.reserve(kGraveyardSize);

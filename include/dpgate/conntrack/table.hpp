@@ -15,6 +15,7 @@
 #include "dpgate/conntrack/timeouts.hpp"
 #include "dpgate/conntrack/track.hpp"
 #include "dpgate/net/addr.hpp"
+#include "dpgate/util/huge_array.hpp"
 
 namespace dpgate::conntrack {
 
@@ -268,8 +269,8 @@ class Table {
   uint64_t seed_;
   Timeouts timeouts_;
   Ticks ticks_;
-  std::unique_ptr<Entry[]> entries_;
-  std::unique_ptr<Bucket[]> buckets_;
+  util::HugeArray<Entry> entries_;    // on huge pages where THP allows: a lookup of
+  util::HugeArray<Bucket> buckets_;   // a random flow among millions misses no TLB
   std::vector<uint32_t> free_;       // stack of free entry indexes
   std::vector<uint32_t> graveyard_;  // killed this burst, freed at begin_burst
   TableStats stats_;
