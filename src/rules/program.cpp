@@ -36,6 +36,9 @@ namespace {
 
 constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
 
+// A chain more rules than this jump to is taken to stay in cache.
+constexpr uint32_t kSharedFanIn = 8;
+
 uint64_t hash_key(bool with_dst, uint32_t dst, uint8_t proto, uint16_t dport) {
   uint64_t k = (uint64_t(proto) << 16) | dport;
   if (with_dst) k |= uint64_t(dst) << 24;
@@ -485,9 +488,14 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       }
     }
     // Jumps carry where their chain lies (chains may be declared later).
+    std::vector<uint32_t> fan_in(tb.chains.size(), 0);
+    for (uint32_t to : jump_to) {
+      if (to != Program::kNone) fan_in[to]++;
+    }
     for (uint32_t r = table_rule_begin; r < prog.rules_.size(); ++r) {
       Program::CompiledTarget& t = prog.rules_[r].target;
       if (t.kind != Program::TargetKind::kJump && t.kind != Program::TargetKind::kGoto) continue;
+      t.shared = fan_in[t.data.jump.chain - chain_base] > kSharedFanIn;
       const Program::CompiledChain& to = prog.chains_[t.data.jump.chain];
       t.data.jump.rule_begin = to.rule_begin;
       t.data.jump.rule_end = to.rule_end;
@@ -935,7 +943,9 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
         chain = t.data.jump.chain;
         pos = t.data.jump.rule_begin;
         end = t.data.jump.rule_end;
-        if constexpr (kInterleave) return out(true);
+        if constexpr (kInterleave) {
+          if (!t.shared) return out(true);
+        }
         break;
       case eval::Flow::kReturn:
         if (depth == 0) {

@@ -142,6 +142,9 @@ class Program {
   };
   struct CompiledTarget {
     TargetKind kind = TargetKind::kContinue;
+    // A jump to a chain that many rules jump to (KUBE-MARK-MASQ): it stays
+    // in cache, so a burst does not switch packets there.
+    bool shared = false;
     TargetData data;
   };
   // ip_packet_match's fields and the rest of a rule, one cache line.
