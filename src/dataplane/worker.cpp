@@ -502,16 +502,15 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
 // Runs one hook's tables for packet i; counts the rules it matched and keeps
 // the marks it set. Returns the result for the caller to act on: the
 // worker's one HookResult (a few hundred bytes, never built per packet),
-// valid until the next run_hook.
-const rules::HookResult& run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
+// valid until the next run_hook; nullptr when no table of the hook has
+// anything to evaluate for this packet (it accepts and sets nothing: most
+// hooks of an established packet).
+const rules::HookResult* run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
   conntrack::CtView& ct = b.ct[i];
   const bool with_nat = !ct.confirmed && (ct.state & conntrack::ct_state::kNew) != 0 &&
                         (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
+  if (!b.rules->hook_has_work(hook, with_nat)) return nullptr;
   rules::HookResult& res = w.hook_result;
-  if (!b.rules->hook_has_work(hook, with_nat)) {
-    res.reset(b.mark[i], b.ct_mark[i]);  // what evaluate() returns when no table of the hook has anything to do
-    return res;
-  }
   if (b.ct_tuples_pending[i] && (b.rules->packet_fields & rules::packet_field::kCtTuples)) {
     conntrack::ct_view_tuples(ct, *b.flow[i]);
     b.ct_tuples_pending[i] = false;
@@ -533,7 +532,7 @@ const rules::HookResult& run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook h
     b.ct[i] = conntrack::ct_view_untracked();
     b.ct_tuples_pending[i] = false;
   }
-  return res;
+  return &res;
 }
 
 // A DROP or REJECT verdict: REJECT answers with a TCP reset or an ICMP
@@ -600,14 +599,14 @@ void translate_related(Burst& b, uint16_t i) {
 void prerouting(Worker& w, Burst& b) {
   for (uint16_t i = 0; i < b.n_rx; ++i) {
     if (b.rx[i] == nullptr) continue;
-    const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kPrerouting, kNoPort);
-    if (res.action != rules::Action::kAccept) [[unlikely]] {
-      refuse(w, b, i, res);
+    const rules::HookResult* res = run_hook(w, b, i, rules::Hook::kPrerouting, kNoPort);
+    if (res != nullptr && res->action != rules::Action::kAccept) [[unlikely]] {
+      refuse(w, b, i, *res);
       continue;
     }
     if (b.is_new[i]) {
-      if (res.has_dnat) {
-        choose_dnat(res.dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
+      if (res != nullptr && res->has_dnat) {
+        choose_dnat(res->dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
         b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
         // invert(reply): the destination is the reply's source (ICMP: its identifier).
         translate(b, i, NatSide::kDestination, b.reply[i].src, b.reply[i].src_port);
@@ -625,16 +624,16 @@ void prerouting(Worker& w, Burst& b) {
 // a new flow: SNAT/MASQUERADE chosen, the entry inserted, the source half of
 // the translation applied. False when the packet was dropped.
 bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
-  const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kPostrouting, nh.port);
-  if (res.action != rules::Action::kAccept) [[unlikely]] {
-    refuse(w, b, i, res);
+  const rules::HookResult* res = run_hook(w, b, i, rules::Hook::kPostrouting, nh.port);
+  if (res != nullptr && res->action != rules::Action::kAccept) [[unlikely]] {
+    refuse(w, b, i, *res);
     return false;
   }
   if (b.related[i]) return true;
   if (b.is_new[i]) {
-    if (res.has_snat) {
+    if (res != nullptr && res->has_snat) {
       const uint32_t next_hop = nh.gateway != 0 ? nh.gateway : b.rx_dst[i];
-      if (!choose_snat(res.snat, *w.router, nh.port, next_hop, *w.flows, *w.nat_ports, b.reply[i], b.now)) {
+      if (!choose_snat(res->snat, *w.router, nh.port, next_hop, *w.flows, *w.nat_ports, b.reply[i], b.now)) {
         drop(w, b.rx[i], DropReason::kNatNoPort);
         b.rx[i] = nullptr;
         return false;
@@ -733,9 +732,9 @@ void decide(Worker& w, Burst& b) {
     const route::NextHop& nh = b.fib->next_hop(b.rx_next_hop[i]);
     if (nh.kind == route::NextHopKind::kLocal) [[unlikely]] {
       if (b.rules != nullptr) {
-        const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kInput, kNoPort);
-        if (res.action != rules::Action::kAccept) {
-          refuse(w, b, i, res);
+        const rules::HookResult* res = run_hook(w, b, i, rules::Hook::kInput, kNoPort);
+        if (res != nullptr && res->action != rules::Action::kAccept) {
+          refuse(w, b, i, *res);
           continue;
         }
       }
@@ -760,9 +759,9 @@ void decide(Worker& w, Burst& b) {
       continue;
     }
     if (b.rules != nullptr) {
-      const rules::HookResult& res = run_hook(w, b, i, rules::Hook::kForward, nh.port);
-      if (res.action != rules::Action::kAccept) [[unlikely]] {
-        refuse(w, b, i, res);
+      const rules::HookResult* res = run_hook(w, b, i, rules::Hook::kForward, nh.port);
+      if (res != nullptr && res->action != rules::Action::kAccept) [[unlikely]] {
+        refuse(w, b, i, *res);
         continue;
       }
       if (!postrouting(w, b, i, nh)) continue;
