@@ -71,7 +71,7 @@ if [ -n "$rules" ]; then ip netns exec "$r" iptables-restore <"$rules"; fi
 
 # infinite_rx holds the whole pcap in mbufs (--frames: its frame count).
 mbufs=$(( frames + 16384 > 65536 ? frames + 16384 : 65536 ))
-mem=$(( mbufs * 3 / 1000 + 256 > 1024 ? mbufs * 3 / 1000 + 256 : 1024 ))
+mem=$(( mbufs * 4 / 1000 + 1024 ))  # ~2.2 KB an mbuf plus the EAL's own, as perf/run.sh
 ip netns exec "$g" dpdk-testpmd --no-huge --no-pci -m "$mem" --file-prefix "$tag" --lcores 0@0,1@0 \
   --log-level=lib.eal:warning --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" \
   --vdev net_af_packet0,iface=g0,qpairs=1 -- --forward-mode=io --nb-cores=1 --total-num-mbufs="$mbufs" \
