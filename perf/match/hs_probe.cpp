@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_data.hpp"
+
 namespace {
 
 double thread_cpu_ns() {
@@ -98,16 +100,7 @@ hs_database_t* compile(const std::vector<std::string>& pats, const Variant& v) {
 int main(int argc, char** argv) {
   const size_t payload_bytes = argc > 1 ? size_t(std::atoi(argv[1])) : 1400;
   std::mt19937 rng(7);
-  // The bench's datagrams (match_bench.cpp's datagrams()).
-  std::vector<std::string> ds;
-  for (int k = 0; k < 64; ++k) {
-    std::string d(40, '\0');
-    d[0] = 0x45;
-    d[9] = 6;
-    std::string body = "GET /index.html HTTP/1.1\r\nHost: example\r\n";
-    while (body.size() < payload_bytes) body += char(rng() % 2 ? ' ' + rng() % 16 : 'A' + rng() % 26);
-    ds.push_back(d + body.substr(0, payload_bytes));
-  }
+  const std::vector<std::string> ds = datagrams(payload_bytes, rng);  // the bench's (bench_data.hpp)
   const Variant variants[] = {
       {"expr", false, 0, 0, -1},       {"literal", true, 0, 0, -1},
       {"max_off200", false, 200, 0, -1}, {"min_off1000", false, 0, 1000, -1},

@@ -218,6 +218,16 @@ Packet random_packet(Gen& g) {
   return p;
 }
 
+// Random segment sizes for the compiler (hash runs, classifier runs and
+// their length), so that every segment kind meets every rule shape.
+CompileOptions random_compile_options(Gen& cg) {
+  CompileOptions opt;
+  opt.min_hash_run = 1 + cg.below(4);
+  opt.min_classifier_run = 1 + cg.below(8);
+  opt.max_classifier_rules = 2 + cg.below(100);
+  return opt;
+}
+
 }  // namespace
 
 TEST_CASE("the compiled Program agrees with the interpreter on random rulesets and packets") {
@@ -232,11 +242,7 @@ TEST_CASE("the compiled Program agrees with the interpreter on random rulesets a
     auto rs = parse_ruleset(text, "random.rules");
     INFO("seed " << seed << " round " << round << " (DPGATE_PROPERTY_SEED=" << seed << ")\n" << text);
     if (!rs.ok()) FAIL(rs.error().to_string());
-    CompileOptions opt;
-    opt.min_hash_run = 1 + cg.below(4);
-    opt.min_classifier_run = 1 + cg.below(8);
-    opt.max_classifier_rules = 2 + cg.below(100);
-    auto prog = compile_ruleset(*rs, opt);
+    auto prog = compile_ruleset(*rs, random_compile_options(cg));
     REQUIRE(prog.ok());
     hashed += int(prog->stats().hashed_rules);
     classified += int(prog->stats().classified_rules);
@@ -363,11 +369,7 @@ TEST_CASE("a burst gives every packet what one-by-one evaluation gives") {
     auto rs = parse_ruleset(text, "random.rules");
     INFO("seed " << seed << " round " << round << " (DPGATE_PROPERTY_SEED=" << seed << ")\n" << text);
     if (!rs.ok()) FAIL(rs.error().to_string());
-    CompileOptions opt;
-    opt.min_hash_run = 1 + cg.below(4);
-    opt.min_classifier_run = 1 + cg.below(8);
-    opt.max_classifier_rules = 2 + cg.below(100);
-    auto prog = compile_ruleset(*rs, opt);
+    auto prog = compile_ruleset(*rs, random_compile_options(cg));
     REQUIRE(prog.ok());
     const uint32_t draw = cg.below(1u << 31);
     FixedDrawState one(case_seed, draw), burst(case_seed, draw);
