@@ -804,6 +804,16 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
     return true;
   };
   auto policy = [&] { return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept; };
+  // The end of a chain or a RETURN: back to the caller's next rule, or, in
+  // the table's base chain, its policy. False when the walk is over.
+  auto leave_chain = [&] {
+    if (depth == 0) return table_done(policy());
+    --depth;
+    chain = w.stack[depth].chain;
+    pos = w.stack[depth].next;
+    end = w.stack[depth].end;
+    return true;
+  };
   while (true) {
     uint32_t hit = 0, next = 0;
     switch (w.phase) {
@@ -829,14 +839,7 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
       }
       case Walk::Phase::kRun: {
         if (pos >= end) {
-          if (depth == 0) {
-            if (!table_done(policy())) return out(false);
-            continue;
-          }
-          --depth;
-          chain = w.stack[depth].chain;
-          pos = w.stack[depth].next;
-          end = w.stack[depth].end;
+          if (!leave_chain()) return out(false);
           continue;
         }
         const CompiledRule& r = rules[pos];
@@ -948,14 +951,7 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
         }
         break;
       case eval::Flow::kReturn:
-        if (depth == 0) {
-          if (!table_done(policy())) return out(false);
-          break;
-        }
-        --depth;
-        chain = w.stack[depth].chain;
-        pos = w.stack[depth].next;
-        end = w.stack[depth].end;
+        if (!leave_chain()) return out(false);
         break;
       default:
         if (!table_done(f)) return out(false);

@@ -218,6 +218,12 @@ Packet random_packet(Gen& g) {
   return p;
 }
 
+// DPGATE_PROPERTY_SEED when set (to replay a printed failure), else `fixed`.
+uint64_t property_seed(uint64_t fixed) {
+  const char* s = std::getenv("DPGATE_PROPERTY_SEED");
+  return s != nullptr ? std::strtoull(s, nullptr, 0) : fixed;
+}
+
 // Random segment sizes for the compiler (hash runs, classifier runs and
 // their length), so that every segment kind meets every rule shape.
 CompileOptions random_compile_options(Gen& cg) {
@@ -231,8 +237,7 @@ CompileOptions random_compile_options(Gen& cg) {
 }  // namespace
 
 TEST_CASE("the compiled Program agrees with the interpreter on random rulesets and packets") {
-  uint64_t seed = 20240601;
-  if (const char* s = std::getenv("DPGATE_PROPERTY_SEED")) seed = std::strtoull(s, nullptr, 0);
+  const uint64_t seed = property_seed(20240601);
   Gen g(seed);
   int rulesets = 0, packets = 0, hashed = 0, classified = 0, logged = 0;
   for (int round = 0; round < 300; ++round) {
@@ -282,8 +287,7 @@ TEST_CASE("the compiled Program agrees with the interpreter on random rulesets a
 // matches must run exactly as often on both sides: the random draws left
 // and the nfacct counters are compared after each ruleset.
 TEST_CASE("the Program's string pruning agrees with the interpreter on string-heavy rulesets") {
-  uint64_t seed = 20240917;
-  if (const char* s = std::getenv("DPGATE_PROPERTY_SEED")) seed = std::strtoull(s, nullptr, 0);
+  const uint64_t seed = property_seed(20240917);
   uint64_t packets = 0, guarded = 0, matched = 0;
   for (int round = 0; round < 120; ++round) {
     const uint64_t case_seed = seed * 1000003 + uint64_t(round);
@@ -358,8 +362,7 @@ class FixedDrawState final : public MatchState {
 // counters must still see the packets in order (a --set by packet 3 is seen
 // by packet 7's --rcheck), and each packet must end as if evaluated alone.
 TEST_CASE("a burst gives every packet what one-by-one evaluation gives") {
-  uint64_t seed = 20251123;
-  if (const char* s = std::getenv("DPGATE_PROPERTY_SEED")) seed = std::strtoull(s, nullptr, 0);
+  const uint64_t seed = property_seed(20251123);
   Gen g(seed);
   int packets = 0, matches = 0;
   for (int round = 0; round < 200; ++round) {
