@@ -75,7 +75,7 @@ class PerRuleSearch final : public rules::MatchState {
   bool nth(uint32_t rule_id, uint32_t match_index, const rules::StatisticMatch& m) override {
     return s_.nth(rule_id, match_index, m);
   }
-  bool recent(const rules::RecentMatch& m, const rules::Packet& p) override { return s_.recent(m, p); }
+  bool recent(const rules::RecentCheck& m, const rules::Packet& p) override { return s_.recent(m, p); }
   bool limit(uint32_t rule_id, uint32_t match_index, const rules::LimitMatch& m) override {
     return s_.limit(rule_id, match_index, m);
   }

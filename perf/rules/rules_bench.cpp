@@ -66,9 +66,9 @@ class BenchMatchState final : public MatchState {
   bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) override {
     return other_.nth(rule_id, match_index, m);
   }
-  bool recent(const RecentMatch& m, const Packet& p) override {
+  bool recent(const RecentCheck& m, const Packet& p) override {
     const uint32_t addr = (m.rsource ? p.src : p.dst) & m.mask;
-    const uint32_t list = dpgate::lb::RecentTable::list_id(m.name);
+    const uint32_t list = m.list;
     switch (m.command) {
       case RecentMatch::Command::kSet:
         recent_.set(list, addr, now_ns_, p.ttl);

@@ -24,9 +24,9 @@ bool WorkerMatchState::nth(uint32_t rule_id, uint32_t match_index, const rules::
   return new_value == 0;
 }
 
-bool WorkerMatchState::recent(const rules::RecentMatch& m, const rules::Packet& p) {
+bool WorkerMatchState::recent(const rules::RecentCheck& m, const rules::Packet& p) {
   const uint32_t addr = (m.rsource ? p.src : p.dst) & m.mask;
-  const uint32_t list = lb::RecentTable::list_id(m.name);
+  const uint32_t list = m.list;
   using Command = rules::RecentMatch::Command;
   switch (m.command) {
     case Command::kSet:

@@ -15,12 +15,6 @@ uint32_t slot_hash(uint64_t key) { return static_cast<uint32_t>((key * 0x9e3779b
 RecentTable::RecentTable(uint32_t capacity)
     : slots_(std::bit_ceil(std::max<uint32_t>(capacity, 64))), mask_(static_cast<uint32_t>(slots_.size() - 1)) {}
 
-uint32_t RecentTable::list_id(std::string_view name) {
-  uint32_t h = 2166136261u;  // FNV-1a
-  for (char c : name) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
-  return h;
-}
-
 RecentTable::Slot* RecentTable::find(uint64_t key) {
   uint32_t i = slot_hash(key) & mask_;
   for (uint32_t probe = 0; probe < kMaxProbe; ++probe, i = (i + 1) & mask_) {

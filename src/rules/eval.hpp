@@ -124,7 +124,7 @@ inline bool match(const StatisticMatch& m, const MatchCtx& c) {
   return c.state.nth(c.rule_id, c.match_index, m) != m.inv;
 }
 
-inline bool match(const RecentMatch& m, const MatchCtx& c) { return c.state.recent(m, c.p) != m.inv; }
+inline bool match(const RecentMatch& m, const MatchCtx& c) { return c.state.recent(recent_check(m), c.p) != m.inv; }
 
 inline bool match(const AddrtypeMatch& m, const MatchCtx& c) {
   if (m.src && ((c.p.src_type & m.src) != 0) == m.inv_src) return false;

@@ -36,9 +36,6 @@ namespace {
 
 constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
 
-// A chain more rules than this jump to is taken to stay in cache.
-constexpr uint32_t kSharedFanIn = 8;
-
 uint64_t hash_key(bool with_dst, uint32_t dst, uint8_t proto, uint16_t dport) {
   uint64_t k = (uint64_t(proto) << 16) | dport;
   if (with_dst) k |= uint64_t(dst) << 24;
@@ -148,16 +145,6 @@ bool has_side_effects(const Match& m) {
       m);
 }
 
-// Whether two packets running the match in either order can see different
-// results: it reads state that it or another packet writes (recent lists,
-// nth counters, token buckets, nfacct counters). A random draw is not: its
-// value does not depend on which packet drew before.
-bool order_shows(const Match& m) {
-  if (const auto* st = std::get_if<StatisticMatch>(&m)) return st->mode == StatisticMatch::Mode::kNth;
-  return std::holds_alternative<RecentMatch>(m) || std::holds_alternative<LimitMatch>(m) ||
-         std::holds_alternative<NfacctMatch>(m);
-}
-
 // The pattern id of a rule's first non-negated string match when no match
 // before it has side effects, else kNone. On a packet whose payload lacks
 // that pattern the interpreter runs the rule's pure matches up to the string
@@ -173,6 +160,7 @@ uint32_t guard_pattern(const Program::CompiledMatch* begin, const Program::Compi
       case Program::MatchKind::kMark:
         continue;
       case Program::MatchKind::kStatistic:
+      case Program::MatchKind::kRecent:
         return Program::kNone;
       case Program::MatchKind::kCold:
         break;
@@ -324,6 +312,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           const auto* tcp = std::get_if<TcpMatch>(&r.matches[m]);
           const auto* stat = std::get_if<StatisticMatch>(&r.matches[m]);
           const auto* mark = std::get_if<MarkMatch>(&r.matches[m]);
+          const auto* recent = std::get_if<RecentMatch>(&r.matches[m]);
           if (m > 0xffff) {
             // Kept whole below: its position does not fit the compact form.
           } else if (tcp != nullptr) {
@@ -337,6 +326,11 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           } else if (mark != nullptr) {
             cm.kind = Program::MatchKind::kMark;
             cm.data.mark = *mark;
+            continue;
+          } else if (recent != nullptr) {
+            cm.kind = Program::MatchKind::kRecent;
+            cm.inv = recent->inv;
+            cm.data.recent = recent_check(*recent);
             continue;
           }
           cm.kind = Program::MatchKind::kCold;
@@ -356,9 +350,6 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           return Error{r.pos, "expected at most 65535 matches in a rule"};
         }
         cr.match_count = uint16_t(prog.matches_.size() - cr.match_begin);
-        for (const Match& m : r.matches) {
-          if (order_shows(m)) cr.flags |= Program::kHOrdered;
-        }
         cr.target = compile_target(r.target, prog.targets_);
         if (jump_to[first_rule[c] + k] != Program::kNone) {
           cr.target.data.jump.chain = chain_base + jump_to[first_rule[c] + k];
@@ -406,7 +397,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             prog.slots_[hi.slot_begin + s].key = keys[q];
             prog.slots_[hi.slot_begin + s].rule = abs + uint32_t(q);
           }
-          prog.segments_.push_back({Program::SegmentKind::kHash, false, abs, abs + uint32_t(run),
+          prog.segments_.push_back({Program::SegmentKind::kHash, abs, abs + uint32_t(run),
                                     uint32_t(prog.hashes_.size())});
           prog.hashes_.push_back(hi);
           prog.stats_.hash_segments++;
@@ -474,9 +465,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             prog.rows_.insert(prog.rows_.end(), guarded.begin(), guarded.end());
             prog.stats_.string_guarded_rules += guarded_count;
           }
-          bool ordered = false;
-          for (size_t q = 0; q < gen; ++q) ordered |= (prog.rules_[abs + q].flags & Program::kHOrdered) != 0;
-          prog.segments_.push_back({Program::SegmentKind::kClassifier, ordered, abs, abs + uint32_t(gen),
+          prog.segments_.push_back({Program::SegmentKind::kClassifier, abs, abs + uint32_t(gen),
                                     uint32_t(prog.classifiers_.size())});
           prog.classifiers_.push_back(cl);
           prog.stats_.classifier_segments++;
@@ -488,14 +477,9 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       }
     }
     // Jumps carry where their chain lies (chains may be declared later).
-    std::vector<uint32_t> fan_in(tb.chains.size(), 0);
-    for (uint32_t to : jump_to) {
-      if (to != Program::kNone) fan_in[to]++;
-    }
     for (uint32_t r = table_rule_begin; r < prog.rules_.size(); ++r) {
       Program::CompiledTarget& t = prog.rules_[r].target;
       if (t.kind != Program::TargetKind::kJump && t.kind != Program::TargetKind::kGoto) continue;
-      t.shared = fan_in[t.data.jump.chain - chain_base] > kSharedFanIn;
       const Program::CompiledChain& to = prog.chains_[t.data.jump.chain];
       t.data.jump.rule_begin = to.rule_begin;
       t.data.jump.rule_end = to.rule_end;
@@ -518,6 +502,32 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
   // linear rule (segment kNone) is tried on its own.
   for (uint32_t s = 0; s < prog.segments_.size(); ++s) {
     for (uint32_t r = prog.segments_[s].begin; r < prog.segments_[s].end; ++r) prog.rules_[r].segment = s;
+  }
+  // Each hook's lookahead: the first hash segments met walking its tables'
+  // base chains and, depth first, the chains their linear rules jump to (a
+  // hash segment's own jumps are where the lookahead's stage 2 goes).
+  for (int h = 0; h < kHookCount; ++h) {
+    auto& ahead = prog.lookahead_[size_t(h)];
+    uint32_t found = 0;
+    std::vector<bool> seen(prog.chains_.size(), false);
+    auto visit = [&](auto& self, TableId t, uint32_t c, uint32_t depth) -> void {
+      if (seen[c] || depth > 4) return;
+      seen[c] = true;
+      for (uint32_t r = prog.chains_[c].rule_begin; r < prog.chains_[c].rule_end && found < Program::kLookahead; ++r) {
+        const Program::CompiledRule& cr = prog.rules_[r];
+        if (cr.segment != Program::kNone) {
+          const Program::Segment& seg = prog.segments_[cr.segment];
+          if (seg.kind == Program::SegmentKind::kHash) ahead[found++] = {cr.segment, t};
+          r = seg.end - 1;
+        } else if (cr.target.kind == Program::TargetKind::kJump || cr.target.kind == Program::TargetKind::kGoto) {
+          self(self, t, cr.target.data.jump.chain, depth + 1);
+        }
+      }
+    };
+    for (TableId t : hook_tables(Hook(h))) {
+      const uint32_t base = prog.base_[size_t(t)][size_t(h)];
+      if (base != Program::kNone && found < Program::kLookahead) visit(visit, t, base, 0);
+    }
   }
   prog.stats_.rules = uint32_t(prog.rules_.size());
   prog.stats_.chains = uint32_t(prog.chains_.size());
@@ -661,6 +671,9 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
       case MatchKind::kMark:
         if (!eval::match(m->data.mark, ctx)) return false;
         continue;
+      case MatchKind::kRecent:
+        if (st.recent(m->data.recent, p) == m->inv) return false;
+        continue;
       case MatchKind::kCold:
         break;
     }
@@ -678,7 +691,7 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
 }
 
 // First rule of a classifier segment at or after `from` that matches, or
-// kNone. (Hash segments are probed by advance(); linear rules have none.)
+// kNone. (Hash segments are probed by walk(); linear rules have none.)
 uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                                   PayloadScan& scan) const {
   switch (s.kind) {
@@ -734,31 +747,62 @@ HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state)
 void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& result) const {
   Walk w;
   start(w, packet, result);
-  advance<false>(hook, w, state, true);
+  walk(hook, w, state);
 }
 
 void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count,
                              MatchState& state) const {
-  if (!strings_.patterns.empty()) {
-    for (uint32_t k = 0; k < count; ++k) evaluate(hook, packets[k], state, results[k]);
-    return;
+  // Packet k is evaluated after stage 2 of packet k + kTargetsAhead and
+  // stage 1 of packet k + kSlotsAhead: each prefetch has a few packets'
+  // evaluation to arrive in.
+  constexpr uint32_t kSlotsAhead = 8, kTargetsAhead = 4;
+  for (uint32_t k = 0; k < std::min(count, kSlotsAhead); ++k) prefetch_slots(hook, packets[k]);
+  for (uint32_t k = 0; k < std::min(count, kTargetsAhead); ++k) prefetch_targets(hook, packets[k]);
+  for (uint32_t k = 0; k < count; ++k) {
+    if (k + kSlotsAhead < count) prefetch_slots(hook, packets[k + kSlotsAhead]);
+    if (k + kTargetsAhead < count) prefetch_targets(hook, packets[k + kTargetsAhead]);
+    evaluate(hook, packets[k], state, results[k]);
   }
-  // Packets [oldest, next) are in flight, packet k in walks[k % kBurstGroup].
-  Walk walks[kBurstGroup];
-  bool done[kBurstGroup] = {};
-  uint32_t oldest = 0, next = 0;
-  while (oldest < count) {
-    for (; next < count && next < oldest + kBurstGroup; ++next) {
-      start(walks[next % kBurstGroup], packets[next], results[next]);
-      done[next % kBurstGroup] = false;
+}
+
+const Program::HashSlot* Program::find_slot(const HashIndex& hi, uint64_t key) const {
+  for (uint32_t slot = hash_slot(key, hi.mask);; slot = (slot + 1) & hi.mask) {
+    const HashSlot& e = slots_[hi.slot_begin + slot];
+    if (e.rule == kNone) return nullptr;
+    if (e.key == key) return &e;
+  }
+}
+
+void Program::prefetch_slots(Hook hook, const Packet& p) const {
+  if (p.fragment) return;  // a fragment skips hash segments
+  for (const Lookahead& a : lookahead_[size_t(hook)]) {
+    if (a.segment == kNone) break;
+    if (a.table == TableId::kNat && eval::nat_skipped(p)) continue;
+    const HashIndex& hi = hashes_[segments_[a.segment].index];
+    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(hash_key(hi.with_dst, p.dst, p.proto, p.dport), hi.mask)]);
+  }
+}
+
+void Program::prefetch_targets(Hook hook, const Packet& p) const {
+  if (p.fragment) return;
+  for (const Lookahead& a : lookahead_[size_t(hook)]) {
+    if (a.segment == kNone) break;
+    if (a.table == TableId::kNat && eval::nat_skipped(p)) continue;
+    const HashIndex& hi = hashes_[segments_[a.segment].index];
+    const HashSlot* e = find_slot(hi, hash_key(hi.with_dst, p.dst, p.proto, p.dport));
+    if (e == nullptr) continue;
+    if (e->chain == kNone) {
+      __builtin_prefetch(&rules_[e->rule]);
+      continue;
     }
-    for (uint32_t k = oldest; k < next; ++k) {
-      const uint32_t i = k % kBurstGroup;
-      if (done[i]) continue;
-      // Every packet before the oldest unfinished one is done.
-      done[i] = !advance<true>(hook, walks[i], state, k == oldest);
-      while (oldest < next && done[oldest % kBurstGroup]) ++oldest;
-    }
+    // The chain's first rules and their matches (kube-proxy's KUBE-SVC
+    // chain: a line per rule, two matches a line) and its first cold match.
+    constexpr uint32_t kRules = 4, kMatches = 8;
+    const uint32_t rule_end = std::min(e->rule_end, e->rule_begin + kRules);
+    for (uint32_t r = e->rule_begin; r < rule_end; ++r) __builtin_prefetch(&rules_[r]);
+    const uint32_t match_end = std::min(e->match_begin + kMatches, uint32_t(matches_.size()));
+    for (uint32_t m = e->match_begin; m < match_end; m += 2) __builtin_prefetch(&matches_[m]);
+    if (e->cold_begin != kNone) __builtin_prefetch(&cold_matches_[e->cold_begin]);
   }
 }
 
@@ -771,27 +815,14 @@ void Program::start(Walk& w, Packet& p, HookResult& res) const {
   res.reset(p.mark, p.ct_mark);
 }
 
-// The walk of eval::run_hook_in_place and ipt_do_table, cut where memory is
-// far: entering a hash segment (the slot), a hash hit (the rule) and a jump
-// (the chain's lines) prefetch and return true; the caller may run other
-// packets before calling again. `in_order`: every earlier packet is done,
-// so a kHOrdered rule may run; otherwise the walk stops before it. Without
-// kInterleave (one packet alone) it runs to the end, prefetching only a
-// jump's chain (its lines then arrive together).
-template <bool kInterleave>
-bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
+// The walk of eval::run_hook_in_place and ipt_do_table over the compiled
+// form. A jump prefetches its chain's first lines, so that they arrive
+// together instead of one after another.
+void Program::walk(Hook hook, Walk& w, MatchState& st) const {
   Packet& p = *w.p;
   HookResult& res = *w.res;
   const CompiledRule* rules = rules_.data();
-  // The walk's position in registers; stored back when it stops.
-  uint32_t chain = w.chain, pos = w.pos, end = w.end, depth = w.depth;
-  auto out = [&](bool more) {
-    w.chain = chain;
-    w.pos = pos;
-    w.end = end;
-    w.depth = depth;
-    return more;
-  };
+  uint32_t chain = 0, pos = 0, end = 0, depth = 0;
   // The end of a table's traversal with `f`: the hook stops on DROP or
   // REJECT, else the next table runs.
   auto table_done = [&](eval::Flow f) {
@@ -828,7 +859,7 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
         }
         if (w.table == tables.size()) {
           res.action = Action::kAccept;
-          return out(false);
+          return;
         }
         chain = base;
         pos = chains_[chain].rule_begin;
@@ -839,12 +870,11 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
       }
       case Walk::Phase::kRun: {
         if (pos >= end) {
-          if (!leave_chain()) return out(false);
+          if (!leave_chain()) return;
           continue;
         }
         const CompiledRule& r = rules[pos];
         if (r.segment == kNone) [[likely]] {
-          if ((r.flags & kHOrdered) && !in_order) return out(true);
           if (!rule_matches(pos, p, st, w.scan)) {
             ++pos;
             continue;
@@ -859,16 +889,9 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
             pos = seg.end;
             continue;
           }
-          const HashIndex& hi = hashes_[seg.index];
-          w.hit = hash_slot(hash_key(hi.with_dst, p.dst, p.proto, p.dport), hi.mask);
           w.phase = Walk::Phase::kProbe;
-          if constexpr (kInterleave) {
-            __builtin_prefetch(&slots_[hi.slot_begin + w.hit]);
-            return out(true);
-          }
           continue;
         }
-        if (seg.ordered && !in_order) return out(true);
         hit = find_in_segment(seg, pos, p, st, w.scan);
         if (hit == kNone) {
           pos = seg.end;
@@ -882,18 +905,9 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
         // a match, and nothing else of the rule needs reading.
         const Segment& seg = segments_[rules[pos].segment];
         const HashIndex& hi = hashes_[seg.index];
-        const uint64_t key = hash_key(hi.with_dst, p.dst, p.proto, p.dport);
         w.phase = Walk::Phase::kRun;
-        const HashSlot* found = nullptr;
-        for (uint32_t slot = w.hit;; slot = (slot + 1) & hi.mask) {
-          const HashSlot& e = slots_[hi.slot_begin + slot];
-          if (e.rule == kNone) break;
-          if (e.key == key) {
-            if (e.rule >= pos) found = &e;
-            break;
-          }
-        }
-        if (found == nullptr) {
+        const HashSlot* found = find_slot(hi, hash_key(hi.with_dst, p.dst, p.proto, p.dport));
+        if (found == nullptr || found->rule < pos) {
           pos = seg.end;
           continue;
         }
@@ -911,17 +925,12 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
           chain = j.chain;
           pos = j.rule_begin;
           end = j.rule_end;
-          if constexpr (kInterleave) return out(true);
           continue;
         }
         // After a hash hit nothing else in the segment can match.
         w.hit = found->rule;
         w.next = seg.end;
         w.phase = Walk::Phase::kHit;
-        if constexpr (kInterleave) {
-          __builtin_prefetch(&rules[found->rule]);
-          return out(true);
-        }
         continue;
       }
       case Walk::Phase::kHit:
@@ -946,15 +955,12 @@ bool Program::advance(Hook hook, Walk& w, MatchState& st, bool in_order) const {
         chain = t.data.jump.chain;
         pos = t.data.jump.rule_begin;
         end = t.data.jump.rule_end;
-        if constexpr (kInterleave) {
-          if (!t.shared) return out(true);
-        }
         break;
       case eval::Flow::kReturn:
-        if (!leave_chain()) return out(false);
+        if (!leave_chain()) return;
         break;
       default:
-        if (!table_done(f)) return out(false);
+        if (!table_done(f)) return;
         break;
     }
   }

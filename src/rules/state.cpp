@@ -32,10 +32,20 @@ bool SimpleMatchState::nth(uint32_t rule_id, uint32_t match_index, const Statist
   return it->second == 0;
 }
 
-bool SimpleMatchState::recent(const RecentMatch& m, const Packet& p) {
+uint32_t recent_list_id(std::string_view name) {
+  uint32_t h = 2166136261u;  // FNV-1a
+  for (char c : name) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+  return h & 0x7fffffff;
+}
+
+RecentCheck recent_check(const RecentMatch& m) {
+  return {recent_list_id(m.name), m.seconds, m.hitcount, m.mask, m.command, m.reap, m.rttl, m.rsource};
+}
+
+bool SimpleMatchState::recent(const RecentCheck& m, const Packet& p) {
   // xt_recent recent_mt, one address family, ip_pkt_list_tot stamps.
   const uint32_t addr = (m.rsource ? p.src : p.dst) & m.mask;
-  auto& table = recent_[m.name];
+  auto& table = recent_[m.list];
   auto it = table.find(addr);
   if (m.command == RecentMatch::Command::kSet) {
     Entry& e = table[addr];

@@ -11,8 +11,9 @@ using dpgate::lb::RecentTable;
 
 namespace {
 constexpr uint64_t kSecond = 1000000000ull;
-const uint32_t kList = RecentTable::list_id("KUBE-SEP-ABC");
-const uint32_t kOther = RecentTable::list_id("KUBE-SEP-XYZ");
+// Two lists as rules::recent_list_id numbers them (31 bits).
+constexpr uint32_t kList = 0x1234567;
+constexpr uint32_t kOther = 0x7654321;
 }  // namespace
 
 TEST_CASE("an address set in a list is found there and nowhere else") {

@@ -41,7 +41,7 @@ class WorkerMatchState final : public rules::MatchState {
 
   uint32_t random31() override;
   bool nth(uint32_t rule_id, uint32_t match_index, const rules::StatisticMatch& m) override;
-  bool recent(const rules::RecentMatch& m, const rules::Packet& p) override;
+  bool recent(const rules::RecentCheck& m, const rules::Packet& p) override;
   bool limit(uint32_t rule_id, uint32_t match_index, const rules::LimitMatch& m) override;
   // nfacct objects count what their rules count: dpgatectl reports them from
   // the rule counters, so nothing is done per packet.

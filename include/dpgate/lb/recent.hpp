@@ -1,13 +1,13 @@
 // xt_recent lists shared by every worker: a client's connections land on
 // different workers and `--rcheck` affinity must hold across them. One
-// open-addressing table for all lists, keyed by (list, address). Written and
-// read by all workers lock-free: slots are claimed by CAS, time stamps are
-// plain atomic stores into a small ring. Sized once, never allocates.
+// open-addressing table for all lists, keyed by (list, address), lists
+// numbered as rules::recent_list_id numbers their --name. Written and read
+// by all workers lock-free: slots are claimed by CAS, time stamps are plain
+// atomic stores into a small ring. Sized once, never allocates.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <string_view>
 #include <vector>
 
 namespace dpgate::lb {
@@ -19,8 +19,6 @@ class RecentTable {
   // `capacity` addresses over all lists (rounded up to a power of two).
   // Control thread, before workers start.
   explicit RecentTable(uint32_t capacity);
-
-  static uint32_t list_id(std::string_view name);
 
   // --set: records a hit now. False when the table is full (counted).
   bool set(uint32_t list, uint32_t addr, uint64_t now_ns, uint8_t ttl);

@@ -143,6 +143,24 @@ struct StringPatterns {
 uint64_t fold_string_pattern(uint64_t fingerprint, const std::string& bytes, uint16_t from, uint16_t to,
                              bool icase);
 
+// What a -m recent match asks of the state, in a compact form the Program
+// keeps inline with the rule's other matches: `list` numbers the list by its
+// --name (recent_list_id), no string to fetch and hash per packet.
+struct RecentCheck {
+  uint32_t list = 0;
+  uint32_t seconds = 0;
+  uint32_t hitcount = 0;
+  uint32_t mask = 0xffffffff;
+  RecentMatch::Command command = RecentMatch::Command::kSet;
+  bool reap = false;
+  bool rttl = false;
+  bool rsource = true;
+};
+// A list's number: FNV-1a of its name in 31 bits (what the recent tables
+// key on; two names that share a number share a list). Any thread.
+uint32_t recent_list_id(std::string_view name);
+RecentCheck recent_check(const RecentMatch& m);
+
 // Stateful matches ask this; the data plane implements it per worker
 // (recent tables, token buckets, Hyperscan), tests use SimpleMatchState.
 // Called only when evaluation reaches such a match, never per rule.
@@ -154,7 +172,7 @@ class MatchState {
   // statistic --mode nth: advances the rule's counter, true on the chosen packet.
   virtual bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) = 0;
   // recent: performs --set/--update/--remove and answers the check (before '!').
-  virtual bool recent(const RecentMatch& m, const Packet& p) = 0;
+  virtual bool recent(const RecentCheck& m, const Packet& p) = 0;
   // limit: true while the rule's token bucket allows the packet.
   virtual bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) = 0;
   // nfacct: counts the packet on the named object; always matches.
@@ -181,7 +199,7 @@ class SimpleMatchState final : public MatchState {
 
   uint32_t random31() override;
   bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) override;
-  bool recent(const RecentMatch& m, const Packet& p) override;
+  bool recent(const RecentCheck& m, const Packet& p) override;
   bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) override;
   void nfacct(const NfacctMatch& m, const Packet& p) override;
   bool string(const StringMatch& m, const Packet& p) override;
@@ -198,12 +216,12 @@ class SimpleMatchState final : public MatchState {
   double now_ = 0;
   std::map<uint64_t, uint32_t> nth_;
   std::map<uint64_t, Bucket> buckets_;
-  // name -> address -> hit times (oldest first) and last ttl
+  // list -> address -> hit times (oldest first) and last ttl
   struct Entry {
     std::vector<double> hits;
     uint8_t ttl = 0;
   };
-  std::map<std::string, std::map<uint32_t, Entry>> recent_;
+  std::map<uint32_t, std::map<uint32_t, Entry>> recent_;
   std::map<std::string, uint64_t> nfacct_;
   std::vector<uint64_t> found_;  // string_scan's answer
 };

@@ -35,20 +35,23 @@ class Program {
   // The same in place, for the data plane: `packet` is rewritten as targets
   // run (DNAT, MARK), `res` overwritten; nothing is copied.
   void evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& res) const;
-  // A burst in place: results[k] is what evaluate(hook, packets[k], state,
-  // results[k]) called for k = 0, 1, ... would give, except that statistic
-  // --mode random draws may reach the packets in another order (each is
-  // still an independent uniform draw). Up to kBurstGroup packets are walked
-  // together: where a packet would wait for memory (a hash lookup, a jump to
-  // another chain) it prefetches the lines and the next packet runs, so the
-  // misses of the group overlap. Rules with matches whose order between
-  // packets shows (recent, statistic --mode nth, limit, nfacct) run in
-  // packet order: a packet reaches one only when every earlier packet of the
-  // burst is done. A Program with string matches (whose payload scan is one
-  // per state) evaluates the packets one after another.
+  // A burst in place: the same as evaluate(hook, packets[k], state,
+  // results[k]) for k = 0, 1, ... in that order, with each packet's first
+  // far reads (prefetch_slots, prefetch_targets) fetched while the packets
+  // before it are evaluated, so that a burst's misses overlap.
   // Any thread; no allocation, no locks.
   void evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count, MatchState& state) const;
-  static constexpr uint32_t kBurstGroup = 8;
+
+  // What evaluating `hook` for `p` first reads from far memory, fetched
+  // ahead so that the misses of a burst's packets overlap: stage 1 the hash
+  // slots p's key selects in the hash segments the hook's walk reaches first
+  // (kube-proxy's KUBE-SERVICES and KUBE-NODEPORTS), stage 2, once those have
+  // arrived, the first lines of the rule or chain the slot leads to. They
+  // change nothing; a caller runs stage 1 a few packets ahead of stage 2 and
+  // stage 2 a few packets ahead of evaluate(). Any thread; no allocation.
+  void prefetch_slots(Hook hook, const Packet& p) const;
+  void prefetch_targets(Hook hook, const Packet& p) const;
+  static constexpr uint32_t kLookahead = 2;  // hash segments per hook
 
   struct Stats {
     uint32_t rules = 0, chains = 0;
@@ -93,21 +96,19 @@ class Program {
   // chain are consecutive, their matches are 32-byte records consecutive in
   // the same order (comments, which cannot fail, are left out), and a jump
   // carries where its chain's rules and matches lie so that they are
-  // fetched together. Everything rare (interface names, conntrack, recent,
+  // fetched together. Everything rare (interface names, conntrack,
   // string matches, LOG and CONNMARK targets) is a cold index into the full
   // forms. The large arrays sit in 2 MiB-aligned memory advised for huge
   // pages (TLB reach; harmless where transparent huge pages are off).
   enum class SegmentKind : uint8_t { kLinear, kHash, kClassifier };
   struct Segment {
     SegmentKind kind = SegmentKind::kLinear;
-    bool ordered = false;  // holds a kHOrdered rule
     uint32_t begin = 0, end = 0;  // rule indices
     uint32_t index = 0;           // into hashes_ / classifiers_
   };
   static constexpr uint16_t kHInvSrc = 1, kHInvDst = 2, kHIn = 4, kHInPrefix = 8, kHInvIn = 16,
                             kHOut = 32, kHOutPrefix = 64, kHInvOut = 128, kHInvProto = 256,
-                            kHFrag = 512, kHInvFrag = 1024,
-                            kHOrdered = 2048;  // has a match whose order between packets shows
+                            kHFrag = 512, kHInvFrag = 1024;
   // -i / -o of the rules that test them (cold).
   struct Ifaces {
     char in[kIfNameSize] = {}, out[kIfNameSize] = {};
@@ -130,7 +131,7 @@ class Program {
     uint32_t chain = 0;
     uint32_t rule_begin = 0, rule_end = 0;
     uint32_t match_begin = 0, match_end = 0;
-    uint32_t cold_begin = kNone;  // its rules' first cold match (kube's recent lists), kNone if none
+    uint32_t cold_begin = kNone;  // its rules' first cold match (conntrack, string, ...), kNone if none
   };
   union TargetData {
     TargetData() : cold(0) {}
@@ -142,9 +143,6 @@ class Program {
   };
   struct CompiledTarget {
     TargetKind kind = TargetKind::kContinue;
-    // A jump to a chain that many rules jump to (KUBE-MARK-MASQ): it stays
-    // in cache, so a burst does not switch packets there.
-    bool shared = false;
     TargetData data;
   };
   // ip_packet_match's fields and the rest of a rule, one cache line.
@@ -158,16 +156,18 @@ class Program {
     uint32_t iface = kNone;    // into ifaces_ when kHIn / kHOut
     CompiledTarget target;
   };
-  enum class MatchKind : uint8_t { kTcp, kStatistic, kMark, kCold };
+  enum class MatchKind : uint8_t { kTcp, kStatistic, kMark, kRecent, kCold };
   union MatchData {
     MatchData() : tcp() {}
     TcpMatch tcp;
     StatisticMatch statistic;
     MarkMatch mark;
+    RecentCheck recent;
   };
   // A match inline, or a cold index into cold_matches_.
   struct CompiledMatch {
     MatchKind kind = MatchKind::kCold;
+    bool inv = false;    // kRecent: '!'
     uint16_t index = 0;  // position in the source rule (identifies its state)
     uint32_t cold = 0;
     MatchData data;
@@ -239,8 +239,8 @@ class Program {
     bool asked = false;
   };
   const uint64_t* scanned(PayloadScan& scan, const Packet& p, MatchState& st) const;
-  // One packet's walk through a hook, resumable: advance<true>() runs it
-  // until it has prefetched what it needs next (true) or is done (false).
+  // One packet's walk through a hook: where it is besides the chain and rule
+  // (which walk() keeps in registers).
   struct Walk {
     enum class Phase : uint8_t { kNextTable, kRun, kProbe, kHit };
     struct Frame {
@@ -251,13 +251,12 @@ class Program {
     PayloadScan scan;
     Phase phase = Phase::kNextTable;
     uint8_t table = 0;  // position in hook_tables(hook)
-    uint32_t chain = 0, pos = 0, end = 0, depth = 0;
-    uint32_t hit = 0, next = 0;  // kProbe: slot; kHit: the rule found and where to go on
+    uint32_t hit = 0, next = 0;  // kHit: the rule found and where to go on
     Frame stack[kMaxDepth];
   };
   void start(Walk& w, Packet& p, HookResult& res) const;
-  template <bool kInterleave>
-  bool advance(Hook hook, Walk& w, MatchState& st, bool in_order) const;
+  void walk(Hook hook, Walk& w, MatchState& st) const;
+  const HashSlot* find_slot(const HashIndex& hi, uint64_t key) const;
   uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                            PayloadScan& scan) const;
   bool rule_matches(uint32_t r, const Packet& p, MatchState& st, PayloadScan& scan) const;
@@ -283,6 +282,14 @@ class Program {
   std::vector<uint32_t> guarded_rules_;
   // base_[table][hook]: chain index of the built-in chain, kNone when absent.
   std::array<std::array<uint32_t, kHookCount>, kTableCount> base_{};
+  // lookahead_[hook]: the hash segments its walk reaches first, with their
+  // table (nat's are not fetched for a packet that skips nat); segment kNone
+  // past the last.
+  struct Lookahead {
+    uint32_t segment = kNone;
+    TableId table = TableId::kFilter;
+  };
+  std::array<std::array<Lookahead, kLookahead>, kHookCount> lookahead_{};
   Stats stats_;
 };
 

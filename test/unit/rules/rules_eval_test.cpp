@@ -140,6 +140,34 @@ TEST_CASE("recent --rcheck finds what --set recorded, until --seconds pass") {
   CHECK(interp.evaluate(Hook::kInput, p, st).action == Action::kDrop);
 }
 
+TEST_CASE("recent lists are kept apart by name, negation and --rdest included, in both evaluators") {
+  auto b = Both::make(
+      "*filter\n"
+      "-A INPUT -m recent --name A --set -m recent --name D --rdest --set -j ACCEPT\n"
+      "-A FORWARD -m recent --name B --rcheck -j REJECT\n"
+      "-A FORWARD -m recent ! --rcheck --name A -j DROP\n"
+      "-A FORWARD -m recent --name D --rdest --rcheck -j REJECT\n"
+      "COMMIT\n");
+  // The Program keeps recent matches inline with the list's number, not its
+  // name; the interpreter numbers it per match.
+  CHECK(recent_list_id("A") != recent_list_id("B"));
+  CHECK(recent_list_id("KUBE-SEP-ABC") == recent_list_id(std::string("KUBE-SEP-") + "ABC"));
+  CHECK(recent_list_id("KUBE-SEP-ABC") < (1u << 31));
+  SimpleMatchState si(1), sp(1);
+  Interpreter interp(b.rs);
+  auto both = [&](Hook h, const Packet& p) {
+    const HookResult x = interp.evaluate(h, p, si);
+    const HookResult y = b.prog.evaluate(h, p, sp);
+    REQUIRE(x == y);
+    return x.action;
+  };
+  CHECK(both(Hook::kForward, tcp(kClient, kVip, 80)) == Action::kDrop);  // not in A yet
+  CHECK(both(Hook::kInput, tcp(kClient, kVip, 80)) == Action::kAccept);  // A: kClient, D: kVip
+  CHECK(both(Hook::kForward, tcp(kClient, kVip, 80)) == Action::kReject);  // in A; kVip in D; B empty
+  CHECK(both(Hook::kForward, tcp(kClient, kVip + 1, 80)) == Action::kAccept);  // kVip + 1 not in D
+  CHECK(both(Hook::kForward, tcp(kClient + 1, kVip, 80)) == Action::kDrop);  // not in A
+}
+
 TEST_CASE("a service dispatch chain compiles to one hash lookup") {
   std::string text = "*nat\n:SVC - [0:0]\n:KUBE-SERVICES - [0:0]\n-A SVC -j RETURN\n";
   for (int k = 0; k < 500; ++k) {
@@ -166,7 +194,7 @@ class CountingState final : public MatchState {
     ++nth_calls;
     return inner_.nth(rule_id, match_index, m);
   }
-  bool recent(const RecentMatch& m, const Packet& p) override { return inner_.recent(m, p); }
+  bool recent(const RecentCheck& m, const Packet& p) override { return inner_.recent(m, p); }
   bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) override {
     return inner_.limit(rule_id, match_index, m);
   }

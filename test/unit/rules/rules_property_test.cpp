@@ -344,7 +344,7 @@ class FixedDrawState final : public MatchState {
   bool nth(uint32_t rule_id, uint32_t match_index, const StatisticMatch& m) override {
     return inner_.nth(rule_id, match_index, m);
   }
-  bool recent(const RecentMatch& m, const Packet& p) override { return inner_.recent(m, p); }
+  bool recent(const RecentCheck& m, const Packet& p) override { return inner_.recent(m, p); }
   bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) override {
     return inner_.limit(rule_id, match_index, m);
   }
@@ -358,9 +358,10 @@ class FixedDrawState final : public MatchState {
 
 }  // namespace
 
-// evaluate_burst interleaves the packets' walks; recent lists and nth
-// counters must still see the packets in order (a --set by packet 3 is seen
-// by packet 7's --rcheck), and each packet must end as if evaluated alone.
+// evaluate_burst prefetches what later packets will read while earlier ones
+// are evaluated: recent lists and nth counters must still see the packets in
+// order (a --set by packet 3 is seen by packet 7's --rcheck), and each packet
+// must end as if evaluated alone.
 TEST_CASE("a burst gives every packet what one-by-one evaluation gives") {
   const uint64_t seed = property_seed(20251123);
   Gen g(seed);
