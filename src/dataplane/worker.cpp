@@ -507,9 +507,7 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
 // hooks of an established packet).
 const rules::HookResult* run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
   conntrack::CtView& ct = b.ct[i];
-  const bool with_nat = !ct.confirmed && (ct.state & conntrack::ct_state::kNew) != 0 &&
-                        (ct.state & (conntrack::ct_state::kUntracked | conntrack::ct_state::kInvalid)) == 0;
-  if (!b.rules->hook_has_work(hook, with_nat)) return nullptr;
+  if (!b.rules->hook_has_work(hook, rules::walks_nat(ct.state, ct.confirmed))) return nullptr;
   rules::HookResult& res = w.hook_result;
   if (b.ct_tuples_pending[i] && (b.rules->packet_fields & rules::packet_field::kCtTuples)) {
     conntrack::ct_view_tuples(ct, *b.flow[i]);
@@ -597,26 +595,47 @@ void translate_related(Burst& b, uint16_t i) {
 // Stage: PREROUTING (raw, mangle, nat). A new flow's DNAT is chosen here; every
 // packet of a translated flow gets its destination half rewritten.
 void prerouting(Worker& w, Burst& b) {
-  for (uint16_t i = 0; i < b.n_rx; ++i) {
-    if (b.rx[i] == nullptr) continue;
-    const rules::HookResult* res = run_hook(w, b, i, rules::Hook::kPrerouting, kNoPort);
+  // A new connection's nat walk starts with a hash lookup (kube-proxy's
+  // KUBE-SERVICES) whose slot and chain lie far apart in a large ruleset:
+  // the Program fetches them a few packets ahead. Only for first packets,
+  // and only in a burst that has some: the others skip nat, and asking per
+  // packet costs an established one ~10-20 cycles.
+  auto key = [&b](uint32_t i, rules::Program::LookaheadKey& k) {
+    const net::PacketMeta& m = b.meta[i];
+    if (b.rx[i] == nullptr || !rules::walks_nat(b.ct[i].state, b.ct[i].confirmed) ||
+        m.fragment == net::Fragment::kLater) {
+      return false;
+    }
+    k = {net::to_host(m.tuple.dst.v4()), net::to_host(m.tuple.dst_port), m.tuple.proto, true};
+    return true;
+  };
+  auto visit = [&](uint32_t i) {
+    if (b.rx[i] == nullptr) return;
+    const rules::HookResult* res = run_hook(w, b, uint16_t(i), rules::Hook::kPrerouting, kNoPort);
     if (res != nullptr && res->action != rules::Action::kAccept) [[unlikely]] {
-      refuse(w, b, i, *res);
-      continue;
+      refuse(w, b, uint16_t(i), *res);
+      return;
     }
     if (b.is_new[i]) {
       if (res != nullptr && res->has_dnat) {
         choose_dnat(res->dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
         b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
         // invert(reply): the destination is the reply's source (ICMP: its identifier).
-        translate(b, i, NatSide::kDestination, b.reply[i].src, b.reply[i].src_port);
+        translate(b, uint16_t(i), NatSide::kDestination, b.reply[i].src, b.reply[i].src_port);
       }
     } else if (b.related[i]) {
-      translate_related(b, i);
+      translate_related(b, uint16_t(i));
     } else if (b.flow[i] != nullptr) {
       const conntrack::Endpoint to = conntrack::translated_destination(*b.flow[i], b.dir[i]);
-      translate(b, i, NatSide::kDestination, to.addr, to.port);
+      translate(b, uint16_t(i), NatSide::kDestination, to.addr, to.port);
     }
+  };
+  bool any_new = false;
+  for (uint16_t i = 0; i < b.n_rx; ++i) any_new |= b.is_new[i];
+  if (any_new) {
+    b.rules->program.with_lookahead(rules::Hook::kPrerouting, b.n_rx, key, visit);
+  } else {
+    for (uint16_t i = 0; i < b.n_rx; ++i) visit(i);
   }
 }
 

@@ -243,10 +243,7 @@ inline Flow apply_target(const Target& t, uint32_t rule_id, Packet& p, HookResul
 }
 
 // The nat table is consulted only for a connection's first packet.
-inline bool nat_skipped(const Packet& p) {
-  return p.ct_confirmed || (p.ct_state & ct_state::kNew) == 0 ||
-         (p.ct_state & (ct_state::kUntracked | ct_state::kInvalid)) != 0;
-}
+inline bool nat_skipped(const Packet& p) { return !walks_nat(p.ct_state, p.ct_confirmed); }
 
 // Runs the tables of a hook in priority order. `walk(table, packet, result)`
 // traverses one table's built-in chain and returns kAccept, kDrop or

@@ -752,17 +752,13 @@ void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult&
 
 void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count,
                              MatchState& state) const {
-  // Packet k is evaluated after stage 2 of packet k + kTargetsAhead and
-  // stage 1 of packet k + kSlotsAhead: each prefetch has a few packets'
-  // evaluation to arrive in.
-  constexpr uint32_t kSlotsAhead = 8, kTargetsAhead = 4;
-  for (uint32_t k = 0; k < std::min(count, kSlotsAhead); ++k) prefetch_slots(hook, packets[k]);
-  for (uint32_t k = 0; k < std::min(count, kTargetsAhead); ++k) prefetch_targets(hook, packets[k]);
-  for (uint32_t k = 0; k < count; ++k) {
-    if (k + kSlotsAhead < count) prefetch_slots(hook, packets[k + kSlotsAhead]);
-    if (k + kTargetsAhead < count) prefetch_targets(hook, packets[k + kTargetsAhead]);
-    evaluate(hook, packets[k], state, results[k]);
-  }
+  with_lookahead(
+      hook, count,
+      [&](uint32_t i, LookaheadKey& k) {
+        k = lookahead_key(packets[i]);
+        return !packets[i].fragment;  // a fragment skips hash segments
+      },
+      [&](uint32_t i) { evaluate(hook, packets[i], state, results[i]); });
 }
 
 const Program::HashSlot* Program::find_slot(const HashIndex& hi, uint64_t key) const {
@@ -773,23 +769,21 @@ const Program::HashSlot* Program::find_slot(const HashIndex& hi, uint64_t key) c
   }
 }
 
-void Program::prefetch_slots(Hook hook, const Packet& p) const {
-  if (p.fragment) return;  // a fragment skips hash segments
+void Program::prefetch_slots(Hook hook, const LookaheadKey& k) const {
   for (const Lookahead& a : lookahead_[size_t(hook)]) {
     if (a.segment == kNone) break;
-    if (a.table == TableId::kNat && eval::nat_skipped(p)) continue;
+    if (a.table == TableId::kNat && !k.with_nat) continue;
     const HashIndex& hi = hashes_[segments_[a.segment].index];
-    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(hash_key(hi.with_dst, p.dst, p.proto, p.dport), hi.mask)]);
+    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(hash_key(hi.with_dst, k.dst, k.proto, k.dport), hi.mask)]);
   }
 }
 
-void Program::prefetch_targets(Hook hook, const Packet& p) const {
-  if (p.fragment) return;
+void Program::prefetch_targets(Hook hook, const LookaheadKey& k) const {
   for (const Lookahead& a : lookahead_[size_t(hook)]) {
     if (a.segment == kNone) break;
-    if (a.table == TableId::kNat && eval::nat_skipped(p)) continue;
+    if (a.table == TableId::kNat && !k.with_nat) continue;
     const HashIndex& hi = hashes_[segments_[a.segment].index];
-    const HashSlot* e = find_slot(hi, hash_key(hi.with_dst, p.dst, p.proto, p.dport));
+    const HashSlot* e = find_slot(hi, hash_key(hi.with_dst, k.dst, k.proto, k.dport));
     if (e == nullptr) continue;
     if (e->chain == kNone) {
       __builtin_prefetch(&rules_[e->rule]);

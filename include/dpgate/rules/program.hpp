@@ -42,16 +42,48 @@ class Program {
   // Any thread; no allocation, no locks.
   void evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count, MatchState& state) const;
 
-  // What evaluating `hook` for `p` first reads from far memory, fetched
-  // ahead so that the misses of a burst's packets overlap: stage 1 the hash
-  // slots p's key selects in the hash segments the hook's walk reaches first
-  // (kube-proxy's KUBE-SERVICES and KUBE-NODEPORTS), stage 2, once those have
-  // arrived, the first lines of the rule or chain the slot leads to. They
-  // change nothing; a caller runs stage 1 a few packets ahead of stage 2 and
-  // stage 2 a few packets ahead of evaluate(). Any thread; no allocation.
-  void prefetch_slots(Hook hook, const Packet& p) const;
-  void prefetch_targets(Hook hook, const Packet& p) const;
+  // What evaluating `hook` for a packet first reads from far memory,
+  // fetched ahead so that the misses of a burst's packets overlap: stage 1
+  // the hash slots the packet's key selects in the hash segments the hook's
+  // walk reaches first (kube-proxy's KUBE-SERVICES and KUBE-NODEPORTS),
+  // stage 2, once those have arrived, the first lines of the rule or chain
+  // the slot leads to. They change nothing. Any thread; no allocation.
+  struct LookaheadKey {
+    uint32_t dst = 0;
+    uint16_t dport = 0;
+    uint8_t proto = 0;
+    bool with_nat = false;  // the packet walks nat (walks_nat)
+  };
+  static LookaheadKey lookahead_key(const Packet& p) {
+    return {p.dst, p.dport, p.proto, walks_nat(p.ct_state, p.ct_confirmed)};
+  }
+  void prefetch_slots(Hook hook, const LookaheadKey& k) const;
+  void prefetch_targets(Hook hook, const LookaheadKey& k) const;
   static constexpr uint32_t kLookahead = 2;  // hash segments per hook
+  // Runs visit(i) for i = 0 .. count - 1 in order, stage 1 of item i + 8 and
+  // stage 2 of item i + 4 issued before it: each prefetch has a few items'
+  // work to arrive in. key(i, k) fills item i's key, false when item i
+  // evaluates nothing.
+  template <class KeyFn, class VisitFn>
+  void with_lookahead(Hook hook, uint32_t count, KeyFn&& key, VisitFn&& visit) const {
+    constexpr uint32_t kSlotsAhead = 8, kTargetsAhead = 4;
+    if (lookahead_[size_t(hook)][0].segment == kNone) {
+      for (uint32_t i = 0; i < count; ++i) visit(i);
+      return;
+    }
+    LookaheadKey k;
+    for (uint32_t i = 0; i < count && i < kSlotsAhead; ++i) {
+      if (key(i, k)) prefetch_slots(hook, k);
+    }
+    for (uint32_t i = 0; i < count && i < kTargetsAhead; ++i) {
+      if (key(i, k)) prefetch_targets(hook, k);
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      if (i + kSlotsAhead < count && key(i + kSlotsAhead, k)) prefetch_slots(hook, k);
+      if (i + kTargetsAhead < count && key(i + kTargetsAhead, k)) prefetch_targets(hook, k);
+      visit(i);
+    }
+  }
 
   struct Stats {
     uint32_t rules = 0, chains = 0;

@@ -131,6 +131,13 @@ constexpr uint16_t kSnat = 1 << 7;
 constexpr uint16_t kDnat = 1 << 8;
 }  // namespace ct_state
 
+// Whether a packet walks the nat table: only while its connection has no
+// binding yet, i.e. the first packet of a tracked connection (as the
+// kernel's nf_nat_inet_fn); `confirmed`: a packet of it was already seen.
+constexpr bool walks_nat(uint16_t state, bool confirmed) {
+  return !confirmed && (state & ct_state::kNew) != 0 && (state & (ct_state::kUntracked | ct_state::kInvalid)) == 0;
+}
+
 // Conntrack status bits as the kernel's IPS_* numbers them.
 namespace ct_status {
 constexpr uint16_t kExpected = 1 << 0;
