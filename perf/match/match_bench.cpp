@@ -7,7 +7,8 @@
 //                the rules whose pattern the scan found
 //   per_rule_ns  Program::evaluate, each rule searching on its own (xt_string's model)
 // and the same chain without payload rules (no_payload_ns). Usage:
-// match_bench [PAYLOAD_BYTES [TO]]; prints one JSON object per pattern count.
+// match_bench [PAYLOAD_BYTES [TO [PATTERNS]]]; prints one JSON object per
+// pattern count (PATTERNS: that count only, e.g. to profile it).
 // With TO every string match gets `--to TO` (the pattern must end before
 // byte TO of the datagram), as rules that look at headers only do.
 // Times are this thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that time
@@ -135,7 +136,9 @@ int main(int argc, char** argv) {
   const size_t to = argc > 2 ? size_t(std::atoi(argv[2])) : 0;
   std::mt19937 rng(7);
   const auto ds = datagrams(payload_bytes, rng);
+  const size_t only = argc > 3 ? size_t(std::atoi(argv[3])) : 0;
   for (size_t n : {1, 10, 100, 1000}) {
+    if (only != 0 && n != only) continue;
     Setup with = build(ruleset(n, true, to, rng));
     Setup without = build(ruleset(n, false, to, rng));
     dataplane::WorkerMatchState fast(nullptr, 1), plain_state(nullptr, 1), none(nullptr, 1);

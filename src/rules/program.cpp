@@ -465,6 +465,10 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             prog.rows_.insert(prog.rows_.end(), guarded.begin(), guarded.end());
             prog.stats_.string_guarded_rules += guarded_count;
           }
+          if (guarded_count == gen) {
+            cl.all_guarded = true;
+            prog.stats_.string_guarded_segments++;
+          }
           prog.segments_.push_back({Program::SegmentKind::kClassifier, abs, abs + uint32_t(gen),
                                     uint32_t(prog.classifiers_.size())});
           prog.classifiers_.push_back(cl);
@@ -553,6 +557,21 @@ const uint64_t* Program::scanned(PayloadScan& scan, const Packet& p, MatchState&
     scan.found = st.string_scan(strings_, p);
   }
   return scan.found;
+}
+
+// Whether the scan found one of the segment's patterns ([pattern_lo,
+// pattern_hi]; ids of other segments' rules in that range answer yes too,
+// which costs only the pruning). Yes when the state answers per match only.
+bool Program::patterns_found(const Classifier& cl, const Packet& p, MatchState& st, PayloadScan& scan) const {
+  const uint64_t* found = scanned(scan, p, st);
+  if (found == nullptr) return true;
+  const uint32_t lo = cl.pattern_lo / 64, hi = cl.pattern_hi / 64;
+  const uint64_t lo_mask = ~uint64_t(0) << (cl.pattern_lo % 64);
+  const uint64_t hi_mask = ~uint64_t(0) >> (63 - cl.pattern_hi % 64);
+  if (lo == hi) return (found[lo] & lo_mask & hi_mask) != 0;
+  uint64_t any = (found[lo] & lo_mask) | (found[hi] & hi_mask);
+  for (uint32_t pw = lo + 1; pw < hi; ++pw) any |= found[pw];
+  return any != 0;
 }
 
 // Keeps in cand[w0..] the unguarded rules and the guarded ones whose
@@ -713,11 +732,23 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
       // candidate, the payload is scanned and the guarded rules whose
       // pattern is missing leave the candidates.
       const uint32_t first = from - s.begin;
-      uint64_t cand[kMaxClassifierRules / 64];
-      for (uint32_t w = first / 64; w < cl.words; ++w) {
-        cand[w] = rows[0][w] & rows[1][w] & rows[2][w] & rows[3][w] & rows[4][w];
+      const uint64_t first_mask = ~uint64_t(0) << (first % 64);
+      const auto candidates = [&rows](uint32_t w) {
+        return rows[0][w] & rows[1][w] & rows[2][w] & rows[3][w] & rows[4][w];
+      };
+      if (cl.all_guarded) {
+        // Every rule needs one of the segment's patterns: when a candidate
+        // is left, a scan that found none of them ends the segment. Packets
+        // that carry none (the common case: a gateway's blocked strings are
+        // rare) leave here, before the candidate words and the walk.
+        uint32_t w = first / 64;
+        uint64_t any = candidates(w) & first_mask;
+        while (any == 0 && ++w < cl.words) any = candidates(w);
+        if (any == 0 || !patterns_found(cl, p, st, scan)) return kNone;
       }
-      cand[first / 64] &= ~uint64_t(0) << (first % 64);
+      uint64_t cand[kMaxClassifierRules / 64];
+      for (uint32_t w = first / 64; w < cl.words; ++w) cand[w] = candidates(w);
+      cand[first / 64] &= first_mask;
       const uint64_t* guarded = cl.guarded_row == kNone ? nullptr : rows_.data() + cl.guarded_row;
       for (uint32_t w = first / 64; w < cl.words; ++w) {
         if (guarded != nullptr && (cand[w] & guarded[w]) != 0) {

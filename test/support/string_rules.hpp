@@ -29,8 +29,11 @@ class StringRulesGen {
 
   // A filter table whose FORWARD and INPUT chains hold up to `max_rules`
   // rules each, most of them string rules, with jumps into two user chains,
-  // and a mangle PREROUTING chain that marks on strings.
-  std::string ruleset(uint32_t max_rules) {
+  // and a mangle PREROUTING chain that marks on strings. With `guarded`,
+  // nearly every rule's first match is a non-negated string match (the
+  // Program's string-guarded segments), as in a gateway's block list.
+  std::string ruleset(uint32_t max_rules, bool guarded = false) {
+    guarded_ = guarded;
     std::ostringstream out;
     out << "*mangle\n:PREROUTING ACCEPT [0:0]\n";
     for (uint32_t k = below(12); k > 0; --k) {
@@ -87,6 +90,7 @@ class StringRulesGen {
   }
 
  private:
+  bool guarded_ = false;
   static constexpr char kPatternBytes[] = "abAB";
   static constexpr char kPayloadBytes[] = "abAB.\xe0\xc0z";
   static constexpr uint16_t kPorts[] = {80, 443, 5000};
@@ -110,7 +114,7 @@ class StringRulesGen {
     return "--string " + s;
   }
 
-  std::string string_match() {
+  std::string string_match(bool may_negate = true) {
     std::ostringstream m;
     m << " -m string --algo " << (chance(50) ? "bm" : "kmp");
     if (chance(25)) {
@@ -120,7 +124,7 @@ class StringRulesGen {
       m << " --to " << below(40);
     }
     if (chance(30)) m << " --icase";
-    m << (chance(20) ? " ! " : " ") << pattern_text();
+    m << (may_negate && chance(20) ? " ! " : " ") << pattern_text();
     return m.str();
   }
 
@@ -141,7 +145,8 @@ class StringRulesGen {
     const uint32_t proto = below(3);  // none, tcp, udp
     if (proto != 0) r << (proto == 1 ? " -p tcp" : " -p udp");
     if (proto != 0 && chance(50)) r << (proto == 1 ? " -m tcp" : " -m udp") << " --dport " << port();
-    for (uint32_t k = 1 + below(3); k > 0; --k) {
+    if (guarded_ && chance(97)) r << string_match(false);
+    for (uint32_t k = below(3) + (guarded_ ? 0 : 1); k > 0; --k) {
       const uint32_t kind = below(10);
       if (kind < 6) {
         r << string_match();

@@ -91,6 +91,7 @@ class Program {
     uint32_t classifier_segments = 0, classified_rules = 0;
     uint32_t linear_rules = 0;
     uint32_t string_guarded_rules = 0;  // classified rules a scan can rule out
+    uint32_t string_guarded_segments = 0;  // classifier segments of guarded rules only
   };
   const Stats& stats() const { return stats_; }
 
@@ -242,6 +243,9 @@ class Program {
     // their patterns' ids lie in [pattern_lo, pattern_hi].
     uint32_t guarded_row = kNone;
     uint32_t pattern_lo = 0, pattern_hi = 0;
+    // Every rule is guarded: a scan that found none of [pattern_lo,
+    // pattern_hi] rules the whole segment out.
+    bool all_guarded = false;
   };
 
   // Memory for the large arrays: 2 MiB-aligned and advised for transparent
@@ -294,6 +298,7 @@ class Program {
   bool rule_matches(uint32_t r, const Packet& p, MatchState& st, PayloadScan& scan) const;
   void prune_by_scan(const Segment& s, const Classifier& cl, const uint64_t* found, uint32_t w0,
                      uint64_t* cand) const;
+  bool patterns_found(const Classifier& cl, const Packet& p, MatchState& st, PayloadScan& scan) const;
 
   HugeVector<CompiledRule> rules_;
   HugeVector<CompiledMatch> matches_;

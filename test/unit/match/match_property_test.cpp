@@ -156,11 +156,11 @@ struct Side {
 }  // namespace
 
 TEST_CASE("the Program over one Hyperscan scan agrees with the interpreter searching rule by rule") {
-  uint64_t packets = 0, scans = 0, guarded = 0;
+  uint64_t packets = 0, scans = 0, guarded = 0, guarded_segments = 0;
   for (int round = 0; round < 60; ++round) {
     const uint64_t seed = 7700 + uint64_t(round);
     testing::StringRulesGen g(seed);
-    const std::string text = g.ruleset(round % 4 == 0 ? 400 : 40);
+    const std::string text = g.ruleset(round % 4 == 0 ? 400 : 40, round % 4 == 1);
     auto rs = rules::parse_ruleset(text, "strings.rules");
     INFO("round " << round << "\n" << text);
     if (!rs.ok()) FAIL(rs.error().to_string());
@@ -170,6 +170,7 @@ TEST_CASE("the Program over one Hyperscan scan agrees with the interpreter searc
     const auto& program = fast.rules->program;
     REQUIRE(program.string_patterns().fingerprint == fast.rules->payload.fingerprint());
     guarded += program.stats().string_guarded_rules;
+    guarded_segments += program.stats().string_guarded_segments;
     rules::Interpreter interp(*rs);
     // Odd rounds leave begin_packet out: the Program then scans once per hook.
     const bool packet_scoped = round % 2 == 0;
@@ -193,7 +194,9 @@ TEST_CASE("the Program over one Hyperscan scan agrees with the interpreter searc
     scans += fast.rules->scanners[0]->scans();
   }
   WARN("Hyperscan pruning property: " << packets << " packets, " << scans << " scans, " << guarded
-                                      << " string-guarded rules");
+                                      << " string-guarded rules, " << guarded_segments
+                                      << " segments of such rules only");
   CHECK(guarded > 1000);
+  CHECK(guarded_segments > 20);
   CHECK(scans > packets / 2);
 }

@@ -246,6 +246,68 @@ TEST_CASE("one scan rules out every string rule whose pattern the packet lacks")
   CHECK(r.matched[0] == 999);
 }
 
+TEST_CASE("a segment of string rules only ends at a scan that found none of its patterns") {
+  // 2000 rules: two classifier segments (1024 rules at most each), every
+  // rule guarded, so each segment is one the scan can rule out whole.
+  Both b = Both::make(string_rules(2000, "", ""));
+  CHECK(b.prog.stats().classifier_segments == 2);
+  CHECK(b.prog.stats().string_guarded_segments == 2);
+  CountingState state;
+  CHECK(b.prog.evaluate(Hook::kForward, with_payload("GET / HTTP/1.1"), state).action == Action::kAccept);
+  CHECK(state.scans == 1);
+  CHECK(state.string_calls == 0);
+  // A pattern of the second segment found: the first still ends, the second
+  // walks to its rule; and the other way round.
+  for (uint32_t rule : {0u, 5u, 1023u, 1024u, 1500u, 1999u}) {
+    const std::string payload = "GET /needle" + std::to_string(rule) + "x HTTP/1.1";
+    const HookResult r = b.run(Hook::kForward, with_payload(payload));
+    CHECK(r.action == Action::kDrop);
+    REQUIRE(r.matched_count == 1);
+    CHECK(r.matched[0] == rule);
+  }
+  // Not for a packet the segment's fields rule out: no scan at all.
+  CountingState other;
+  Packet udp = with_payload("GET /needle5x");
+  udp.proto = 17;
+  CHECK(b.prog.evaluate(Hook::kForward, udp, other).action == Action::kAccept);
+  CHECK(other.scans == 0);
+}
+
+TEST_CASE("a segment with one rule that needs no pattern is walked when the scan finds nothing") {
+  std::string text = "*filter\n:FORWARD ACCEPT [0:0]\n";
+  for (int i = 0; i < 40; ++i) {
+    if (i == 30) text += "-A FORWARD -p tcp --dport 80 -j REJECT\n";
+    // MARK does not end the walk: a later match resumes inside the segment.
+    text += "-A FORWARD -p tcp -m string --string needle" + std::to_string(i) + "x --algo bm -j MARK --or-mark 0x" +
+            std::to_string(i % 8 + 1) + "\n";
+  }
+  text += "COMMIT\n";
+  Both b = Both::make(text);
+  CHECK(b.prog.stats().classifier_segments == 1);
+  CHECK(b.prog.stats().string_guarded_segments == 0);
+  CHECK(b.prog.stats().string_guarded_rules == 40);
+  CHECK(b.run(Hook::kForward, with_payload("nothing")).action == Action::kReject);
+  const HookResult r = b.run(Hook::kForward, with_payload("needle3x needle7x needle35x"));
+  CHECK(r.action == Action::kReject);
+  CHECK(r.matched_count == 3);  // needle3x, needle7x, then the REJECT
+}
+
+TEST_CASE("a guarded segment entered in its middle ends when the rest of its patterns are missing") {
+  std::string text = "*filter\n:FORWARD ACCEPT [0:0]\n";
+  for (int i = 0; i < 100; ++i) {
+    text += "-A FORWARD -p tcp -m string --string needle" + std::to_string(i) + "x --algo bm -j MARK --set-mark " +
+            std::to_string(i + 1) + "\n";
+  }
+  text += "COMMIT\n";
+  Both b = Both::make(text);
+  CHECK(b.prog.stats().string_guarded_segments == 1);
+  for (const char* payload : {"needle0x", "needle70x", "needle3x needle99x", "needle64x needle63x", "none"}) {
+    const HookResult r = b.run(Hook::kForward, with_payload(payload));
+    CHECK(r.action == Action::kAccept);
+  }
+  CHECK(b.run(Hook::kForward, with_payload("needle3x needle99x")).mark == 100);
+}
+
 TEST_CASE("a statistic match before the string match still counts packets that lack the pattern") {
   // As ipt_do_table: the nth counter advances before the string match fails.
   Both before = Both::make(string_rules(100, " -m statistic --mode nth --every 2 --packet 0", ""));
