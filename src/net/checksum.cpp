@@ -19,21 +19,6 @@ uint32_t checksum_partial(const void* data, size_t len, uint32_t initial) {
   return static_cast<uint32_t>(sum);
 }
 
-void ipv4_decrement_ttl(uint8_t* ip) {
-  // TTL and protocol share the 16-bit word at offset 8. Both words are made
-  // in registers: reading the word back after the 1-byte TTL store would
-  // stall on store forwarding (it showed as most of this function's cost).
-  const uint8_t old_bytes[2] = {ip[8], ip[9]};
-  const uint8_t new_bytes[2] = {static_cast<uint8_t>(ip[8] - 1), ip[9]};
-  uint16_t old_word, new_word, hc;
-  std::memcpy(&old_word, old_bytes, 2);
-  std::memcpy(&new_word, new_bytes, 2);
-  ip[8] = new_bytes[0];
-  std::memcpy(&hc, ip + 10, 2);
-  hc = checksum_adjust16(hc, old_word, new_word);
-  std::memcpy(ip + 10, &hc, 2);
-}
-
 uint16_t ipv4_l4_checksum(const uint8_t* ip) {
   const uint32_t ihl = (ip[0] & 0x0f) * 4u;
   const uint32_t total = (uint32_t{ip[2]} << 8) | ip[3];

@@ -34,6 +34,27 @@ TEST_CASE("TTL decrement keeps the header checksum valid for every TTL") {
   }
 }
 
+TEST_CASE("TTL decrement equals recomputation for random headers, the checksum's edge values included") {
+  std::mt19937 rng(1141);
+  int edges = 0;
+  for (int i = 0; i < 200000; ++i) {
+    uint8_t hdr[20];
+    for (auto& b : hdr) b = static_cast<uint8_t>(rng());
+    hdr[8] = static_cast<uint8_t>(2 + rng() % 254);
+    hdr[10] = hdr[11] = 0;
+    uint16_t sum = checksum(hdr, 20);
+    std::memcpy(hdr + 10, &sum, 2);
+    edges += sum == 0 || sum == 0xffff || sum == 0xfeff || sum == 0x0100;
+    ipv4_decrement_ttl(hdr);
+    uint16_t got;
+    std::memcpy(&got, hdr + 10, 2);
+    hdr[10] = hdr[11] = 0;
+    INFO("header " << i << " checksum before " << sum);
+    REQUIRE(got == checksum(hdr, 20));
+  }
+  CHECK(edges > 0);
+}
+
 TEST_CASE("incremental updates equal recomputation for random headers and rewrites") {
   std::mt19937 rng(1624);
   for (int i = 0; i < 2000; ++i) {

@@ -3,8 +3,10 @@
 // independent, so results can be stored back without swapping. Any thread.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace dpgate::net {
 
@@ -39,8 +41,22 @@ inline uint16_t checksum_adjust32(uint16_t hc, uint32_t old_value, uint32_t new_
 }
 
 // Decrements the TTL of the IPv4 header at `ip` and patches its checksum
-// incrementally. The caller has checked TTL > 1.
-void ipv4_decrement_ttl(uint8_t* ip);
+// incrementally. The caller has checked TTL > 1. Inline: it runs for every
+// forwarded packet. TTL and protocol share the 16-bit word at offset 8; read
+// as it lies in memory on this little-endian host, TTL is its low byte, so
+// the word drops by exactly 1 (TTL > 1: no borrow) and RFC 1624 eqn. 3 needs
+// only the checksum: HC' = ~(~HC + ~m + m') = ~(~HC + 0xfffe). No word is read
+// back after the TTL store (a store-forwarding stall).
+inline void ipv4_decrement_ttl(uint8_t* ip) {
+  static_assert(std::endian::native == std::endian::little, "the word at offset 8 read little-endian");
+  --ip[8];
+  uint16_t hc;
+  std::memcpy(&hc, ip + 10, 2);
+  uint32_t sum = uint32_t(static_cast<uint16_t>(~hc)) + 0xfffeu;
+  sum = (sum & 0xffff) + (sum >> 16);
+  hc = static_cast<uint16_t>(~sum);
+  std::memcpy(ip + 10, &hc, 2);
+}
 
 // Transport checksum of an IPv4 TCP/UDP/ICMP payload (pseudo-header for TCP/UDP).
 uint16_t ipv4_l4_checksum(const uint8_t* ip);
