@@ -245,7 +245,11 @@ void make_log_record(LogRecord& rec, const rules::LogTarget& target, rules::Hook
   rec.ip_len = ip_len;
   rec.copied = std::min<uint16_t>(copy_len, LogRecord::kIpBytes);
   if (ip_copy != rec.ip) std::memcpy(rec.ip, ip_copy, rec.copied);  // rte_pktmbuf_read may have copied already
-  if ((hook == rules::Hook::kForward || hook == rules::Hook::kPostrouting) && rec.copied > 8 && rec.ip[8] > 0) {
+  // Only a forwarded packet (it has an input device): what the router sends
+  // leaves with the TTL it was given.
+  const bool forwarded = rec.in[0] != '\0';
+  if (forwarded && (hook == rules::Hook::kForward || hook == rules::Hook::kPostrouting) && rec.copied > 8 &&
+      rec.ip[8] > 0) {
     --rec.ip[8];
   }
 }

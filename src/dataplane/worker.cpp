@@ -471,32 +471,36 @@ bool take_log_token(Worker& w, uint64_t now) {
   return w.log_bucket.take(now, w.router->log_token_cycles, w.router->log_bucket_cycles);
 }
 
-// The LOG rules packet i passed in `hook`: one record each on this worker's
-// log ring, within the rate limit. The control thread prints them.
-void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port, const rules::HookResult& res) {
+// The LOG rules a packet passed in `hook` (its frame in `m`, the IP header at
+// `l2_len`; `in_port` kNoPort for what the router sends): one record each on
+// this worker's log ring, within the rate limit. The control thread prints them.
+void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules::Hook hook, uint16_t out_port,
+                const rules::HookResult& res, uint64_t now) {
   const Router& r = *w.router;
   if (res.logs_overflow) w.counters.log_suppressed.add(1);
-  rte_mbuf* m = b.rx[i];
-  const net::PacketMeta& meta = b.meta[i];
-  const uint32_t ip_len = rte_pktmbuf_pkt_len(m) - meta.l2_len;
+  const uint32_t ip_len = rte_pktmbuf_pkt_len(m) - l2_len;
   const uint32_t copy_len = std::min<uint32_t>(ip_len, LogRecord::kIpBytes);
   for (uint8_t k = 0; k < res.log_count; ++k) {
-    if (!take_log_token(w, b.now)) {
+    if (!take_log_token(w, now)) {
       w.counters.log_suppressed.add(1);
       continue;
     }
     LogRecord rec;
-    const auto* ip = static_cast<const uint8_t*>(rte_pktmbuf_read(m, meta.l2_len, copy_len, rec.ip));
+    const auto* ip = static_cast<const uint8_t*>(rte_pktmbuf_read(m, l2_len, copy_len, rec.ip));
     if (ip == nullptr) [[unlikely]] continue;  // cannot happen: copy_len <= the packet's length
-    make_log_record(rec, *res.logs[k].target, hook, r.ports[b.in_port].name,
-                    out_port == kNoPort ? "" : r.ports[out_port].name, res.logs[k].mark, frame_of(m), meta.l2_len,
-                    ip, static_cast<uint16_t>(copy_len), static_cast<uint16_t>(ip_len));
+    make_log_record(rec, *res.logs[k].target, hook, in_port == kNoPort ? "" : r.ports[in_port].name,
+                    out_port == kNoPort ? "" : r.ports[out_port].name, res.logs[k].mark, frame_of(m), l2_len, ip,
+                    static_cast<uint16_t>(copy_len), static_cast<uint16_t>(ip_len));
     if (rte_ring_sp_enqueue_elem(r.log_rings[w.queue], &rec, sizeof rec) != 0) {
       w.counters.log_ring_full.add(1);
     } else {
       w.counters.log_records.add(1);
     }
   }
+}
+
+void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port, const rules::HookResult& res) {
+  log_packet(w, b.rx[i], b.meta[i].l2_len, b.in_port, hook, out_port, res, b.now);
 }
 
 // Runs one hook's tables for packet i; counts the rules it matched and keeps
@@ -810,6 +814,9 @@ bool output_hooks(Worker& w, Burst& b, uint16_t k, uint16_t out_port) {
     w.match_state->begin_packet();
     const rules::HookResult res = b.rules->program.evaluate(hook, p, *w.match_state);
     b.rules->count(w.queue, res, meta.ip_total_len);
+    if (res.log_count != 0 || res.logs_overflow) [[unlikely]] {
+      log_packet(w, m, meta.l2_len, kNoPort, hook, out_port, res, b.now);
+    }
     if (res.action != rules::Action::kAccept) {
       drop(w, m, res.action == rules::Action::kDrop ? DropReason::kRuleDrop : DropReason::kRuleReject);
       return false;

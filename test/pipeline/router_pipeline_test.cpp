@@ -875,6 +875,29 @@ TEST_CASE("LOG in INPUT: no output interface, the TTL as received") {
                                              "PROTO=ICMP TYPE=8 CODE=0 ID=4660 SEQ=1 "));
 }
 
+TEST_CASE("LOG in OUTPUT and POSTROUTING for what the router sends: no input interface, its own TTL") {
+  // The kernel logs its echo reply in OUTPUT and POSTROUTING as
+  // "IN= OUT=lan SRC=<router> ... TTL=64": no MAC (no input device), and
+  // the TTL it sends with, not one less as for a forwarded packet.
+  RingRouter r(kStaticNeighbours);
+  auto& logged = capture_log(r);
+  load_rules(r, "*mangle\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -p icmp -j LOG --log-prefix \"post: \"\n"
+                "COMMIT\n*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p icmp -j LOG --log-prefix \"out: \"\nCOMMIT\n");
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.1").ip_id(7)
+                      .icmp(8, 0, 0x1234, 1).build());
+  REQUIRE(r.sent(kLan).size() == 1);  // the echo reply
+  REQUIRE(logged.size() == 2);
+  CHECK(logged[0].record.hook == rules::Hook::kOutput);
+  CHECK(logged[1].record.hook == rules::Hook::kPostrouting);
+  for (const auto& [prefix, l] : {std::pair{"out: ", logged[0]}, std::pair{"post: ", logged[1]}}) {
+    CHECK_THAT(l.line, Catch::StartsWith(std::string(prefix) + "IN= OUT=lan SRC=198.18.1.1 DST=198.18.1.2 LEN=28 "
+                                                                "TOS=0x00 PREC=0x00 TTL=64 ID="));
+    CHECK_THAT(l.line, Catch::EndsWith(" PROTO=ICMP TYPE=0 CODE=0 ID=4660 SEQ=1 "));
+  }
+  CHECK(rule_packets(r, "-j LOG --log-prefix \"out: \"") == 1);
+  CHECK(log_counter(r, &dataplane::WorkerCounters::log_records) == 2);
+}
+
 TEST_CASE("LOG records are rate-limited per worker; the rule still counts every packet") {
   RingRouter r(std::string(kStaticNeighbours) + "log = { rate = 1; burst = 3; };\n");
   auto& logged = capture_log(r);
