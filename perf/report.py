@@ -112,7 +112,7 @@ def plots(result, prefix):
         for key, by_peer in curves.items():
             if max(len(v) for v in by_peer.values()) < 2:
                 continue
-            cmds = [f"set terminal png size 800,500", f"set output '{prefix}-{key}.png'",
+            cmds = [f"set terminal png noenhanced size 800,500", f"set output '{prefix}-{key}.png'",
                     f"set title '{'Mpps (wall)' if key == 'workers' else 'Mpps per busy core'} vs {key} (median, min-max)'",
                     f"set xlabel '{key}'", "set ylabel 'Mpps'", "set grid", "set key outside right",
                     "set yrange [0:*]"]
