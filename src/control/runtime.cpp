@@ -327,6 +327,7 @@ std::string Runtime::stats_text() const {
   }
   append(out, "log: emitted %" PRIu64 "\n", log_emitted());
   append(out, "neighbours: %u entries\n", neighbours_->size());
+  append(out, "recent: %u addresses, %" PRIu64 " evicted\n", recent_->size(), recent_->evictions());
   const auto* current = rules_->current();
   append(out, "rules: generation %llu, %u rules\n", static_cast<unsigned long long>(current ? current->generation : 0),
          current ? current->rule_count : 0u);
@@ -400,6 +401,11 @@ std::string Runtime::metrics_text() const {
   append(out, "dpgate_log_emitted_total %" PRIu64 "\n", log_emitted());
   family("dpgate_neighbours", "gauge", "Entries in the neighbour table");
   append(out, "dpgate_neighbours %u\n", neighbours_->size());
+  family("dpgate_recent_addresses", "gauge", "Addresses in the recent lists, all lists together");
+  append(out, "dpgate_recent_addresses %u\n", recent_->size());
+  family("dpgate_recent_evictions_total", "counter",
+         "Least recently hit recent addresses replaced by new ones in a full table");
+  append(out, "dpgate_recent_evictions_total %" PRIu64 "\n", recent_->evictions());
   return out;
 }
 

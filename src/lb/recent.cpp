@@ -58,8 +58,50 @@ bool RecentTable::set(uint32_t list, uint32_t addr, uint64_t now_ns, uint8_t ttl
       }
     }
   }
-  full_.fetch_add(1, std::memory_order_relaxed);
-  return false;
+  return replace_least_recent(key, now_ns, ttl);
+}
+
+uint64_t RecentTable::latest_hit(const Slot& s) {
+  const uint32_t next = s.next.load(std::memory_order_relaxed);
+  return s.stamps[(next + kStamps - 1) % kStamps].load(std::memory_order_relaxed);
+}
+
+// The probe window is full of other addresses: the one hit least recently
+// goes (xt_recent drops a full list's oldest entry; here the window's, over
+// all lists). Its slot becomes a tombstone while its stamps are cleared, so
+// no reader sees the old address's hits under the new key; a writer that
+// stamps the old address in that instant can leave one stale hit behind (a
+// least recently used address is rarely hit just then).
+bool RecentTable::replace_least_recent(uint64_t key, uint64_t now_ns, uint8_t ttl) {
+  uint32_t i = slot_hash(key) & mask_;
+  Slot* victim = nullptr;
+  uint64_t victim_key = kEmpty, oldest = ~uint64_t(0);
+  for (uint32_t probe = 0; probe < kMaxProbe; ++probe, i = (i + 1) & mask_) {
+    const uint64_t k = slots_[i].key.load(std::memory_order_acquire);
+    if (k == key) {
+      stamp(slots_[i], now_ns, ttl);
+      return true;
+    }
+    const uint64_t latest = (k == kEmpty || k == kTombstone) ? 0 : latest_hit(slots_[i]);
+    if (latest < oldest) {
+      oldest = latest;
+      victim = &slots_[i];
+      victim_key = k;
+    }
+  }
+  if (victim == nullptr) return false;
+  uint64_t expected = victim_key;
+  if (victim_key != kEmpty && victim_key != kTombstone) {
+    if (!victim->key.compare_exchange_strong(expected, kTombstone, std::memory_order_acq_rel)) return false;
+    for (auto& st : victim->stamps) st.store(0, std::memory_order_relaxed);
+    evicted_.fetch_add(1, std::memory_order_relaxed);
+    expected = kTombstone;
+  }
+  if (!victim->key.compare_exchange_strong(expected, key, std::memory_order_acq_rel) && expected != key) {
+    return false;  // another address took the freed slot first
+  }
+  stamp(*victim, now_ns, ttl);
+  return true;
 }
 
 bool RecentTable::check(uint32_t list, uint32_t addr, uint64_t now_ns, uint32_t seconds, uint32_t hitcount, bool reap,

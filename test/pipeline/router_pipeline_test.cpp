@@ -564,6 +564,45 @@ TEST_CASE("DNAT sends a connection to its backend and translates the replies bac
   CHECK(rule_packets(r, "-j DNAT --to-destination 198.18.2.2:8080") == 1);
 }
 
+TEST_CASE("ClientIP affinity holds for new clients after the recent table has filled") {
+  // kube-proxy's sessionAffinity: ClientIP chains, two endpoints (ports
+  // 8080 and 8081). 200 clients in a 64-address table: each client's second
+  // connection must reach its first one's endpoint, also once the table is
+  // full of earlier clients (the least recently hit makes room).
+  RingRouter r(std::string(kStaticNeighbours) + "recent = { size = 64; };\n");
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:SVC - [0:0]\n:SEP1 - [0:0]\n"
+                ":SEP2 - [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j SVC\n"
+                "-A SVC -m recent --rcheck --seconds 10800 --reap --name SEP1 --mask 255.255.255.255 --rsource -j SEP1\n"
+                "-A SVC -m recent --rcheck --seconds 10800 --reap --name SEP2 --mask 255.255.255.255 --rsource -j SEP2\n"
+                "-A SVC -m statistic --mode random --probability 0.50000000000 -j SEP1\n"
+                "-A SVC -j SEP2\n"
+                "-A SEP1 -p tcp -m recent --set --name SEP1 --mask 255.255.255.255 --rsource "
+                "-j DNAT --to-destination 198.18.2.2:8080\n"
+                "-A SEP2 -p tcp -m recent --set --name SEP2 --mask 255.255.255.255 --rsource "
+                "-j DNAT --to-destination 198.18.2.2:8081\n"
+                "COMMIT\n");
+  auto endpoint_of = [&r](const std::string& client, uint16_t sport) -> uint16_t {
+    r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4(client.c_str(), "198.19.5.5")
+                        .tcp(sport, 80, 0x02).build());
+    auto out = r.sent(kWan);
+    REQUIRE(out.size() == 1);
+    return net::to_host(parsed(out[0]).tuple.dst_port);
+  };
+  uint32_t to_first = 0;
+  for (int c = 10; c < 210; ++c) {
+    const std::string client = "198.18.1." + std::to_string(c);
+    INFO("client " << client);
+    const uint16_t first = endpoint_of(client, 40000);
+    to_first += first == 8080;
+    CHECK(endpoint_of(client, 40001) == first);
+  }
+  CHECK(to_first > 50);  // the statistic split still splits
+  CHECK(to_first < 150);
+  CHECK_THAT(r.runtime().stats_text(), Catch::Contains("recent: 64 addresses, 136 evicted\n"));
+  CHECK_THAT(r.runtime().metrics_text(), Catch::Contains("dpgate_recent_evictions_total 136\n"));
+}
+
 TEST_CASE("an unanswered flow walks nat once: later packets are NEW, keep the first one's DNAT and count no nat rule") {
   RingRouter r(kStaticNeighbours);
   load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"

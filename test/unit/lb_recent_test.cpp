@@ -69,13 +69,42 @@ TEST_CASE("--rttl compares the TTL of the last hit") {
   CHECK_FALSE(t.check(kList, 5, 100 * kSecond, 0, 0, false, false, true, 63));
 }
 
-TEST_CASE("a full table refuses and counts instead of evicting") {
+TEST_CASE("a full table makes room by forgetting the least recently hit address") {
+  // 64 slots: every probe window is the whole table, so the replacement is
+  // exactly least-recently-used, as xt_recent's full list.
   RecentTable t(64);
-  uint32_t refused = 0;
-  for (uint32_t a = 1; a <= 200; ++a) refused += t.set(kList, a, kSecond, 64) ? 0 : 1;
-  CHECK(refused > 0);
-  CHECK(t.full_events() == refused);
-  CHECK(t.check(kList, 1, kSecond, 0, 0, false, false, false, 0));
+  for (uint32_t a = 1; a <= 64; ++a) REQUIRE(t.set(kList, a, a * kSecond, 64));
+  CHECK(t.evictions() == 0);
+  REQUIRE(t.set(kList, 1, 100 * kSecond, 64));  // address 1 is hit again: now the newest
+  for (uint32_t a = 65; a <= 200; ++a) REQUIRE(t.set(a % 2 ? kList : kOther, a, (100 + a) * kSecond, 64));
+  CHECK(t.evictions() == 200 - 64);
+  CHECK(t.size() == 64);
+  // The last 64 addresses set are remembered, in their own lists; address 1
+  // went when it became the least recent (after 63 newer ones), as did 2..136.
+  for (uint32_t a = 137; a <= 200; ++a) {
+    INFO("address " << a);
+    CHECK(t.check(a % 2 ? kList : kOther, a, 300 * kSecond, 0, 0, false, false, false, 0));
+    CHECK_FALSE(t.check(a % 2 ? kOther : kList, a, 300 * kSecond, 0, 0, false, false, false, 0));
+  }
+  for (uint32_t a = 1; a <= 136; ++a) {
+    INFO("address " << a);
+    CHECK_FALSE(t.check(kList, a, 300 * kSecond, 0, 0, false, false, false, 0));
+    CHECK_FALSE(t.check(kOther, a, 300 * kSecond, 0, 0, false, false, false, 0));
+  }
+}
+
+TEST_CASE("an address that takes an evicted slot starts without the old address's hits") {
+  RecentTable t(64);
+  for (uint32_t a = 1; a <= 64; ++a) {
+    for (int hit = 0; hit < 5; ++hit) t.set(kList, a, (a * 10 + hit) * kSecond, 64);
+  }
+  REQUIRE(t.set(kList, 1000, 2000 * kSecond, 32));  // replaces address 1 (5 hits)
+  CHECK(t.evictions() == 1);
+  CHECK(t.check(kList, 1000, 2000 * kSecond, 10, 1, false, false, false, 0));
+  CHECK_FALSE(t.check(kList, 1000, 2000 * kSecond, 0, 2, false, false, false, 0));  // one hit, not six
+  CHECK(t.check(kList, 1000, 2000 * kSecond, 0, 0, false, false, true, 32));       // its own TTL
+  CHECK_FALSE(t.check(kList, 1, 2000 * kSecond, 0, 0, false, false, false, 0));
+  CHECK(t.check(kList, 2, 2000 * kSecond, 0, 5, false, false, false, 0));
 }
 
 TEST_CASE("workers setting the same and different addresses concurrently lose nothing") {
@@ -91,5 +120,6 @@ TEST_CASE("workers setting the same and different addresses concurrently lose no
   }
   for (auto& th : threads) th.join();
   CHECK(t.size() == 2000 + 4 * 2000);
+  CHECK(t.evictions() == 0);
   for (uint32_t a = 0; a < 2000; ++a) REQUIRE(t.check(kList, a, (a + 1) * kSecond, 0, 4, false, false, false, 0));
 }

@@ -3,7 +3,8 @@
 // open-addressing table for all lists, keyed by (list, address), lists
 // numbered as rules::recent_list_id numbers their --name. Written and read
 // by all workers lock-free: slots are claimed by CAS, time stamps are plain
-// atomic stores into a small ring. Sized once, never allocates.
+// atomic stores into a small ring. Sized once, never allocates; when full,
+// a new address replaces the least recently hit one near its slot.
 #pragma once
 
 #include <atomic>
@@ -20,7 +21,10 @@ class RecentTable {
   // Control thread, before workers start.
   explicit RecentTable(uint32_t capacity);
 
-  // --set: records a hit now. False when the table is full (counted).
+  // --set: records a hit now. A new address that finds no free slot in its
+  // probe window takes the slot of the window's least recently hit address
+  // (counted in evictions()), as xt_recent forgets a full list's oldest
+  // entry. False only when racing writers took every candidate.
   bool set(uint32_t list, uint32_t addr, uint64_t now_ns, uint8_t ttl);
   // --rcheck / --update: whether the address has `hitcount` hits (at least
   // one when 0) within `seconds` (any age when 0); --update also records a
@@ -31,7 +35,7 @@ class RecentTable {
   // --remove: forgets the address; true if it was present.
   bool remove(uint32_t list, uint32_t addr);
 
-  uint64_t full_events() const { return full_.load(std::memory_order_relaxed); }
+  uint64_t evictions() const { return evicted_.load(std::memory_order_relaxed); }
   uint32_t size() const;  // live addresses (a racy snapshot; for reports)
 
  private:
@@ -48,10 +52,12 @@ class RecentTable {
   }
   Slot* find(uint64_t key);
   void stamp(Slot& s, uint64_t now_ns, uint8_t ttl);
+  static uint64_t latest_hit(const Slot& s);
+  bool replace_least_recent(uint64_t key, uint64_t now_ns, uint8_t ttl);
 
   std::vector<Slot> slots_;
   uint32_t mask_;
-  std::atomic<uint64_t> full_{0};
+  std::atomic<uint64_t> evicted_{0};
 };
 
 }  // namespace dpgate::lb
