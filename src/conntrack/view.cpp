@@ -13,14 +13,15 @@ uint16_t nat_state_bits(uint16_t st) {
   return bits;
 }
 
-void scalars_from_entry(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
+void scalars_from_entry(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now,
+                        bool with_expire = true) {
   v.state = static_cast<uint16_t>(state | nat_state_bits(e.status));
   v.status = e.status;
   v.dir = dir;
   v.has_flow = true;
   v.confirmed = true;
   v.mark = e.mark;
-  v.expire_s = t.seconds_left(e, now);
+  v.expire_s = with_expire ? t.seconds_left(e, now) : 0;
 }
 
 CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
@@ -37,12 +38,13 @@ uint16_t tracked_state(const Entry& e, Direction dir) {
 
 }  // namespace
 
-bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now) {
+bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,
+                     bool with_expire) {
   if (r == TrackResult::kInvalid || r == TrackResult::kReopen) {
     v = ct_view_invalid();
     return false;
   }
-  scalars_from_entry(v, t, e, dir, tracked_state(e, dir), now);
+  scalars_from_entry(v, t, e, dir, tracked_state(e, dir), now, with_expire);
   return true;
 }
 

@@ -441,7 +441,8 @@ void track(Worker& w, Burst& b) {
     if (e != nullptr) {
       const conntrack::TrackResult result = table.track(*e, b.dir[i], l4, b.now);
       if (result != conntrack::TrackResult::kReopen) {
-        b.ct_tuples_pending[i] = conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now);
+        b.ct_tuples_pending[i] = conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now,
+                                                            b.rules->packet_fields & rules::packet_field::kCtExpire);
         b.ct_mark[i] = e->mark;
         if (result == conntrack::TrackResult::kInvalid) w.counters.ct_invalid.add(1);
         continue;

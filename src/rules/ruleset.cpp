@@ -96,7 +96,7 @@ uint32_t Ruleset::fields_read() const {
       const bool tuples = c->proto.value || c->orig_src.value || c->orig_dst.value || c->repl_src.value ||
                           c->repl_dst.value || c->orig_src_port.value || c->orig_dst_port.value ||
                           c->repl_src_port.value || c->repl_dst_port.value;
-      return tuples ? packet_field::kCtTuples : 0;
+      return (tuples ? packet_field::kCtTuples : 0) | (c->expire.value ? packet_field::kCtExpire : 0);
     }
     return 0;
   };

@@ -643,6 +643,18 @@ TEST_CASE("rules reading the fields the worker fills only on demand (ct tuples, 
   CHECK(rule_packets(r, "-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT") == 1);
 }
 
+TEST_CASE("--ctexpire sees the flow's seconds left, which the worker works out only when a rule reads them") {
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p udp -m conntrack --ctexpire 20:40 -j DROP\nCOMMIT\n");
+  const Frame datagram =
+      PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.2.2").udp(40000, 53).build();
+  r.receive(kLan, datagram);
+  CHECK(r.sent(kWan).size() == 1);  // the first packet: a flow not yet timed (0 s)
+  r.receive(kLan, datagram);
+  CHECK(r.sent(kWan).empty());  // 30 s left (UDP, unreplied): dropped
+  CHECK(rule_packets(r, "--ctexpire 20:40") == 1);
+}
+
 TEST_CASE("two services DNATed onto one backend tuple: the second connection's source port moves, as netfilter's null binding") {
   // The client reuses its source port towards another service address whose
   // backend is the same: the reply tuple is taken, and the kernel makes it

@@ -47,12 +47,14 @@ struct CtView {
 CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now);
 
 // ct_view() in two parts for the data plane's fast path: the scalars
-// (state, status, direction, mark, expiry) written into `v` now, the 80
-// bytes of tuples by ct_view_tuples() only when a rule will read them (an
+// (state, status, direction, mark, and the expiry when `with_expire`: a
+// division per packet that only --ctexpire needs) written into `v` now, the
+// 80 bytes of tuples by ct_view_tuples() only when a rule will read them (an
 // established packet usually meets no rule). The tuples of an entry never
 // change, so filling them later gives the same view. ct_view_scalars()
 // returns false when `v` is already complete (the INVALID view).
-bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now);
+bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,
+                     bool with_expire = true);
 void ct_view_tuples(CtView& v, const Entry& e);
 
 // The first packet of a connection, before Table::insert: NEW, with the

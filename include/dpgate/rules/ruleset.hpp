@@ -355,6 +355,7 @@ namespace packet_field {
 constexpr uint32_t kAddrType = 1u << 0;    // src_type, dst_type: -m addrtype
 constexpr uint32_t kCtTuples = 1u << 1;    // ct_orig, ct_reply: --ctproto, --ctorig*, --ctrepl*
 constexpr uint32_t kTcpOptions = 1u << 2;  // tcp_options: --tcp-option
+constexpr uint32_t kCtExpire = 1u << 3;    // ct_expire: --ctexpire
 }  // namespace packet_field
 
 struct Ruleset {

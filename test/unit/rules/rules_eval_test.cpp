@@ -390,6 +390,7 @@ TEST_CASE("fields_read names the costly packet fields some rule reads, so a data
   CHECK(fields("-A FORWARD -m conntrack --ctproto tcp -j ACCEPT\n") == packet_field::kCtTuples);
   CHECK(fields("-A FORWARD -m conntrack --ctreplsrcport 80 -j ACCEPT\n") == packet_field::kCtTuples);
   CHECK(fields("-A FORWARD -p tcp -m tcp --tcp-option 2 -j DROP\n") == packet_field::kTcpOptions);
+  CHECK(fields("-A FORWARD -m conntrack --ctstate ESTABLISHED --ctexpire 10:100 -j DROP\n") == packet_field::kCtExpire);
   CHECK(fields("-A FORWARD -m addrtype --src-type LOCAL -j ACCEPT\n-A FORWARD -p tcp --tcp-option 8 -j ACCEPT\n") ==
         (packet_field::kAddrType | packet_field::kTcpOptions));
 }
