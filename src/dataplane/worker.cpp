@@ -321,8 +321,10 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
 
 // ---- connection tracking and rules ------------------------------------------
 
-conntrack::L4Info l4_info(const uint8_t* ip, const net::PacketMeta& meta) {
-  conntrack::L4Info l4;
+// Fills `l4` field by field in the caller's memory. (Returned by value, the
+// 16-byte struct was assembled from byte stores on the stack and read back
+// as two 8-byte words: a store-forwarding stall on every tracked packet.)
+void fill_l4_info(const uint8_t* ip, const net::PacketMeta& meta, conntrack::L4Info& l4) {
   l4.tcp_flags = meta.tcp_flags;
   l4.icmp_type = meta.icmp_type;
   l4.icmp_code = meta.icmp_code;
@@ -333,7 +335,6 @@ conntrack::L4Info l4_info(const uint8_t* ip, const net::PacketMeta& meta) {
     l4.tcp_ack = (uint32_t{tcp[8]} << 24) | (uint32_t{tcp[9]} << 16) | (uint32_t{tcp[10]} << 8) | tcp[11];
     l4.l4_payload_len = static_cast<uint16_t>(meta.ip_total_len - meta.l3_len - (tcp[12] >> 4) * 4u);
   }
-  return l4;
 }
 
 uint64_t tsc_to_ns(uint64_t tsc, uint64_t hz) { return tsc / hz * 1000000000ull + tsc % hz * 1000000000ull / hz; }
@@ -437,7 +438,8 @@ void track(Worker& w, Burst& b) {
       }
       e = b.flow[i] = nullptr;  // a stale stub: the owner sent it back, treat as new here
     }
-    const conntrack::L4Info l4 = l4_info(ip, meta);
+    conntrack::L4Info l4;
+    fill_l4_info(ip, meta, l4);
     if (e != nullptr) {
       const conntrack::TrackResult result = table.track(*e, b.dir[i], l4, b.now);
       if (result != conntrack::TrackResult::kReopen) {
@@ -669,7 +671,9 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     }
     conntrack::InsertStatus status;
     const uint8_t* ip = frame_of(b.rx[i]) + b.meta[i].l2_len;
-    conntrack::Entry* e = w.flows->insert(b.orig[i], b.reply[i], l4_info(ip, b.meta[i]), b.now, &status);
+    conntrack::L4Info l4;
+    fill_l4_info(ip, b.meta[i], l4);
+    conntrack::Entry* e = w.flows->insert(b.orig[i], b.reply[i], l4, b.now, &status);
     if (e == nullptr) {
       drop(w, b.rx[i], status == conntrack::InsertStatus::kFull ? DropReason::kConntrackFull : DropReason::kConntrackClash);
       b.rx[i] = nullptr;

@@ -55,6 +55,27 @@ TEST_CASE("TTL decrement equals recomputation for random headers, the checksum's
   CHECK(edges > 0);
 }
 
+TEST_CASE("address and port adjustments give the recomputed checksum exactly, over many random rewrites") {
+  std::mt19937 rng(16241);
+  for (int i = 0; i < 200000; ++i) {
+    uint8_t hdr[20];
+    for (auto& b : hdr) b = static_cast<uint8_t>(rng());
+    if (i % 7 == 0) std::memset(hdr, 0xff, 12);  // sums near the fold boundaries
+    hdr[10] = hdr[11] = 0;
+    uint16_t sum = checksum(hdr, 20);
+    uint32_t old_addr, new_addr = i % 5 == 0 ? 0xffffffffu : static_cast<uint32_t>(rng());
+    std::memcpy(&old_addr, hdr + 12, 4);
+    std::memcpy(hdr + 12, &new_addr, 4);
+    sum = checksum_adjust32(sum, old_addr, new_addr);
+    uint16_t old_word, new_word = static_cast<uint16_t>(rng());
+    std::memcpy(&old_word, hdr + 4, 2);
+    std::memcpy(hdr + 4, &new_word, 2);
+    sum = checksum_adjust16(sum, old_word, new_word);
+    INFO("iteration " << i);
+    REQUIRE(sum == checksum(hdr, 20));
+  }
+}
+
 TEST_CASE("incremental updates equal recomputation for random headers and rewrites") {
   std::mt19937 rng(1624);
   for (int i = 0; i < 2000; ++i) {
