@@ -506,15 +506,11 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
   log_packet(w, b.rx[i], b.meta[i].l2_len, b.in_port, hook, out_port, res, b.now);
 }
 
-// Runs one hook's tables for packet i; counts the rules it matched and keeps
-// the marks it set. Returns the result for the caller to act on: the
-// worker's one HookResult (a few hundred bytes, never built per packet),
-// valid until the next run_hook; nullptr when no table of the hook has
-// anything to evaluate for this packet (it accepts and sets nothing: most
-// hooks of an established packet).
-const rules::HookResult* run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
+// Runs one hook's tables for packet i (run_hook below, once it is known that
+// the hook has work); counts the rules it matched and keeps the marks it set.
+[[gnu::noinline]] const rules::HookResult* evaluate_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook,
+                                                         uint16_t out_port) {
   conntrack::CtView& ct = b.ct[i];
-  if (!b.rules->hook_has_work(hook, rules::walks_nat(ct.state, ct.confirmed))) return nullptr;
   rules::HookResult& res = w.hook_result;
   if (b.ct_tuples_pending[i] && (b.rules->packet_fields & rules::packet_field::kCtTuples)) {
     conntrack::ct_view_tuples(ct, *b.flow[i]);
@@ -538,6 +534,17 @@ const rules::HookResult* run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook h
     b.ct_tuples_pending[i] = false;
   }
   return &res;
+}
+
+// The result of packet i's hook for the caller to act on: the worker's one
+// HookResult (a few hundred bytes, never built per packet), valid until the
+// next run_hook; nullptr when no table of the hook has anything to evaluate
+// for this packet (it accepts and sets nothing: most hooks of an established
+// packet). That test is inline at every call; the evaluation is not.
+inline const rules::HookResult* run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
+  const conntrack::CtView& ct = b.ct[i];
+  if (!b.rules->hook_has_work(hook, rules::walks_nat(ct.state, ct.confirmed))) return nullptr;
+  return evaluate_hook(w, b, i, hook, out_port);
 }
 
 // A DROP or REJECT verdict: REJECT answers with a TCP reset or an ICMP
