@@ -4,6 +4,7 @@
 #include "dpgate/conntrack/table.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 namespace dpgate::conntrack {
@@ -70,11 +71,23 @@ uint32_t Table::seconds_to_ticks(uint32_t seconds) const {
   return static_cast<uint32_t>(ticks);
 }
 
+// An IPv4 tuple's information fits two of its five words (the addresses'
+// first 4 bytes; ports, protocol, family): two mixing rounds instead of five
+// on every packet's lookup. Other families hash all 40 bytes.
 uint64_t Table::hash(const net::FiveTuple& t) const {
+  static_assert(offsetof(net::FiveTuple, src_port) == 32 && sizeof(net::FiveTuple) == 40);
   uint64_t w[5];
-  std::memcpy(w, &t, sizeof(w));
+  unsigned words = 5;
+  if (t.family == net::Family::kIpv4) {
+    w[0] = uint64_t{static_cast<uint32_t>(t.src.v4())} | uint64_t{static_cast<uint32_t>(t.dst.v4())} << 32;
+    std::memcpy(&w[1], reinterpret_cast<const uint8_t*>(&t) + 32, 8);
+    words = 2;
+  } else {
+    std::memcpy(w, &t, sizeof(w));
+  }
   uint64_t h = seed_ ^ 0x9e3779b97f4a7c15ULL;
-  for (uint64_t k : w) {
+  for (unsigned i = 0; i < words; ++i) {
+    uint64_t k = w[i];
     k *= 0x87c37b91114253d5ULL;
     k = rotl(k, 31);
     k *= 0x4cf5ad432745937fULL;
