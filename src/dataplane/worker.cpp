@@ -502,10 +502,6 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
   }
 }
 
-void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port, const rules::HookResult& res) {
-  log_packet(w, b.rx[i], b.meta[i].l2_len, b.in_port, hook, out_port, res, b.now);
-}
-
 // Runs one hook's tables for packet i (run_hook below, once it is known that
 // the hook has work); counts the rules it matched and keeps the marks it set.
 [[gnu::noinline]] const rules::HookResult* evaluate_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook,
@@ -524,7 +520,9 @@ void log_rules(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_p
   w.match_state->begin_packet();  // payload matches scan once per packet and hook
   b.rules->program.evaluate(hook, p, *w.match_state, res);
   b.rules->count(w.queue, res, meta.ip_total_len);
-  if (res.log_count != 0 || res.logs_overflow) [[unlikely]] log_rules(w, b, i, hook, out_port, res);
+  if (res.log_count != 0 || res.logs_overflow) [[unlikely]] {
+    log_packet(w, b.rx[i], meta.l2_len, b.in_port, hook, out_port, res, b.now);
+  }
   b.mark[i] = res.mark;
   b.ct_mark[i] = res.ct_mark;
   if (b.flow[i] != nullptr) b.flow[i]->mark = res.ct_mark;

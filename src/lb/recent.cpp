@@ -74,7 +74,7 @@ uint64_t RecentTable::latest_hit(const Slot& s) {
 // least recently used address is rarely hit just then).
 bool RecentTable::replace_least_recent(uint64_t key, uint64_t now_ns, uint8_t ttl) {
   uint32_t i = slot_hash(key) & mask_;
-  Slot* victim = nullptr;
+  Slot* victim = &slots_[i];  // every slot's latest hit is below ~0: the loop picks one
   uint64_t victim_key = kEmpty, oldest = ~uint64_t(0);
   for (uint32_t probe = 0; probe < kMaxProbe; ++probe, i = (i + 1) & mask_) {
     const uint64_t k = slots_[i].key.load(std::memory_order_acquire);
@@ -89,7 +89,6 @@ bool RecentTable::replace_least_recent(uint64_t key, uint64_t now_ns, uint8_t tt
       victim_key = k;
     }
   }
-  if (victim == nullptr) return false;
   uint64_t expected = victim_key;
   if (victim_key != kEmpty && victim_key != kTombstone) {
     if (!victim->key.compare_exchange_strong(expected, kTombstone, std::memory_order_acq_rel)) return false;

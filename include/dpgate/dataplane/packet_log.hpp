@@ -58,7 +58,8 @@ static_assert(sizeof(LogRecord) % 8 == 0, "rte_ring elements are copied in 8-byt
 // Interface names are "" for none. In FORWARD and POSTROUTING the logged TTL
 // of a forwarded packet (`in` not "") is one less than the packet's, as the
 // kernel decrements it before the FORWARD hook (ip_forward); what the router
-// sends itself (OUTPUT, then POSTROUTING, `in` "") keeps its TTL. Any thread; workers call it on their packets.
+// sends itself (OUTPUT, then POSTROUTING, `in` "") keeps its TTL. Any thread;
+// workers call it on their packets.
 void make_log_record(LogRecord& rec, const rules::LogTarget& target, rules::Hook hook, const char* in,
                      const char* out, uint32_t mark, const uint8_t* frame, uint16_t l2_len,
                      const uint8_t* ip_copy, uint16_t copy_len, uint16_t ip_len);

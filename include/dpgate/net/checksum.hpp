@@ -24,25 +24,24 @@ inline uint16_t checksum(const void* data, size_t len) {
   return checksum_finish(checksum_partial(data, len));
 }
 
-// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') when a 16-bit word m becomes m'.
-// Three 16-bit terms sum to at most 0x2fffd: two folds always end the
-// carries (no loop, no branch to mispredict on the NAT path).
-inline uint16_t checksum_adjust16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
-  uint32_t sum = uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_word) + new_word;
+// checksum_finish() for a sum of at most sixteen 16-bit words: two folds
+// always end the carries (no loop, no branch to mispredict on the NAT path).
+inline uint16_t checksum_finish_short(uint32_t sum) {
   sum = (sum & 0xffff) + (sum >> 16);
   sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
 }
 
-// Same for a 32-bit field (an address), as two 16-bit words in one sum: five
-// terms, at most 0x4fffb, again two folds.
+// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') when a 16-bit word m becomes m'.
+inline uint16_t checksum_adjust16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
+  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_word) + new_word);
+}
+
+// Same for a 32-bit field (an address), as two 16-bit words in one sum.
 inline uint16_t checksum_adjust32(uint16_t hc, uint32_t old_value, uint32_t new_value) {
-  uint32_t sum = uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_value) +
-                 static_cast<uint16_t>(~(old_value >> 16)) + static_cast<uint16_t>(new_value) +
-                 static_cast<uint16_t>(new_value >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
+  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_value) +
+                               static_cast<uint16_t>(~(old_value >> 16)) + static_cast<uint16_t>(new_value) +
+                               static_cast<uint16_t>(new_value >> 16));
 }
 
 // Decrements the TTL of the IPv4 header at `ip` and patches its checksum
@@ -57,9 +56,7 @@ inline void ipv4_decrement_ttl(uint8_t* ip) {
   --ip[8];
   uint16_t hc;
   std::memcpy(&hc, ip + 10, 2);
-  uint32_t sum = uint32_t(static_cast<uint16_t>(~hc)) + 0xfffeu;
-  sum = (sum & 0xffff) + (sum >> 16);
-  hc = static_cast<uint16_t>(~sum);
+  hc = checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + 0xfffeu);
   std::memcpy(ip + 10, &hc, 2);
 }
 
