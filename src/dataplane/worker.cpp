@@ -118,8 +118,7 @@ void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m);
 void flush_port(Worker& w, uint16_t port) {
   TxBuffer& buf = w.tx[port];
   if (buf.count == 0) return;
-  uint64_t bytes = 0;
-  for (uint16_t i = 0; i < buf.count; ++i) bytes += rte_pktmbuf_pkt_len(buf.pkts[i]);
+  uint64_t bytes = buf.bytes;
   const uint16_t sent = rte_eth_tx_burst(w.router->ports[port].port_id, w.queue, buf.pkts, buf.count);
   for (uint16_t i = sent; i < buf.count; ++i) {
     bytes -= rte_pktmbuf_pkt_len(buf.pkts[i]);
@@ -129,12 +128,14 @@ void flush_port(Worker& w, uint16_t port) {
   w.counters.port[port].tx_packets.add(sent);
   w.counters.port[port].tx_bytes.add(bytes);
   buf.count = 0;
+  buf.bytes = 0;
 }
 
 void tx_enqueue(Worker& w, uint16_t port, rte_mbuf* m) {
   TxBuffer& buf = w.tx[port];
   if (buf.count == TxBuffer::kSize) [[unlikely]] flush_port(w, port);
   buf.pkts[buf.count++] = m;
+  buf.bytes += rte_pktmbuf_pkt_len(m);
 }
 
 void write_l2(rte_mbuf* m, const net::MacAddr& src, const net::MacAddr& dst) {
@@ -1043,6 +1044,7 @@ void worker_drain(Worker& w) {
   for (uint16_t port = 0; port < w.router->port_count; ++port) {
     for (uint16_t i = 0; i < w.tx[port].count; ++i) rte_pktmbuf_free(w.tx[port].pkts[i]);
     w.tx[port].count = 0;
+    w.tx[port].bytes = 0;
   }
 }
 

@@ -47,36 +47,9 @@ DropReason parse_l4(const uint8_t* l4, uint32_t l4_len, PacketMeta& meta) {
   }
 }
 
-// RFC 1812 5.2.2: the IPv4 header checksum verifies when the one's-complement
-// sum of the header, checksum field included, is all ones. IHL counts 32-bit
-// words, so the header is summed a word at a time into 64 bits and folded:
-// the same sum as checksum()'s 16-bit words (RFC 1071 4.1), in a quarter of
-// the additions.
-bool ipv4_header_checksum_ok(const uint8_t* ip, uint32_t ihl) {
-  uint64_t sum = 0;
-  for (uint32_t k = 0; k < ihl; k += 4) {
-    uint32_t word;
-    std::memcpy(&word, ip + k, 4);
-    sum += word;
-  }
-  sum = (sum & 0xffffffffu) + (sum >> 32);
-  sum = (sum & 0xffffffffu) + (sum >> 32);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return sum == 0xffff;
-}
-
 }  // namespace
 
-bool is_martian_source(uint32_t a) {
-  return (a >> 24) == 0            // 0.0.0.0/8: "this network"
-         || (a >> 24) == 127       // loopback
-         || (a >> 28) == 0xe       // multicast
-         || (a >> 28) == 0xf;      // class E and limited broadcast
-}
-
-DropReason parse_frame(const uint8_t* frame, uint32_t frame_len, PacketMeta& meta,
-                       ParseOptions options) {
+DropReason parse_any_frame(const uint8_t* frame, uint32_t frame_len, PacketMeta& meta, ParseOptions options) {
   meta = PacketMeta{};
   if (frame_len < kEthHeaderLen) return DropReason::kTruncatedEthernet;
   uint16_t ether_type = load_be16(frame + 12);
@@ -127,12 +100,7 @@ DropReason parse_frame(const uint8_t* frame, uint32_t frame_len, PacketMeta& met
   const uint32_t src = to_host(meta.tuple.src.v4());
   const uint32_t dst = to_host(meta.tuple.dst.v4());
   if (is_martian_source(src)) return DropReason::kMartianSource;
-  // Loopback and "this network" are never valid destinations; the limited
-  // broadcast and multicast groups are not forwarded (dpgate is no multicast
-  // router) and never answered with ICMP errors (RFC 1812 5.3.5.1, 4.3.2.7).
-  if ((dst >> 24) == 0 || (dst >> 24) == 127 || dst == 0xffffffffu || (dst >> 28) == 0xe) {
-    return DropReason::kMartianDestination;
-  }
+  if (is_martian_destination(dst)) return DropReason::kMartianDestination;
 
   const uint16_t frag = load_be16(ip + 6);
   const bool more_fragments = (frag & 0x2000) != 0;

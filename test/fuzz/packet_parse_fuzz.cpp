@@ -60,6 +60,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   net::PacketMeta again;
   invariant(net::parse_frame(frame.data(), static_cast<uint32_t>(frame.size()), again) == reason,
             "parsing is deterministic");
+  net::PacketMeta general;
+  invariant(net::parse_any_frame(frame.data(), static_cast<uint32_t>(frame.size()), general, {}) == reason,
+            "the inline common-frame path decides as the general parser");
+  invariant(reason != net::DropReason::kNone || std::memcmp(&meta, &general, sizeof meta) == 0,
+            "the inline common-frame path fills the metadata as the general parser");
   if (reason != net::DropReason::kNone) return 0;
   invariant(meta.l2_len == (meta.has_vlan ? 18 : 14), "l2_len is 14, or 18 with a VLAN tag");
   invariant(meta.l2_len <= frame.size(), "the Ethernet header is inside the frame");

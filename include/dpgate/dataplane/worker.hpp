@@ -83,6 +83,7 @@ struct ArpRequestSlot {
 struct TxBuffer {
   static constexpr uint16_t kSize = 2 * kMaxBurst;
   uint16_t count = 0;
+  uint64_t bytes = 0;  // of pkts[0..count), summed as they are queued
   rte_mbuf* pkts[kSize];
 };
 
