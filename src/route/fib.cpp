@@ -90,11 +90,15 @@ std::variant<std::unique_ptr<Fib>, std::string> Fib::build(const std::vector<Por
 
 Fib::~Fib() { rte_lpm_free(lpm_); }
 
+// Four addresses at a time with DPDK's vector lookup (misses come back as the
+// default next hop, hits already masked), the rest one by one.
 void Fib::lookup_bulk(const uint32_t* dst, uint32_t* next_hop, unsigned n) const {
-  rte_lpm_lookup_bulk(lpm_, dst, next_hop, n);
-  for (unsigned i = 0; i < n; ++i) {
-    next_hop[i] = (next_hop[i] & RTE_LPM_LOOKUP_SUCCESS) ? (next_hop[i] & 0x00ffffff) : default_next_hop_;
+  unsigned i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const xmm_t four = _mm_loadu_si128(reinterpret_cast<const __m128i*>(dst + i));
+    rte_lpm_lookupx4(lpm_, four, next_hop + i, default_next_hop_);
   }
+  for (; i < n; ++i) next_hop[i] = lookup(dst[i]);
 }
 
 uint32_t Fib::lookup(uint32_t dst) const {
