@@ -79,7 +79,7 @@ std::variant<std::unique_ptr<Runtime>, std::string> Runtime::create(const Config
     std::copy(pc.addresses.begin(), pc.addresses.end(), info.addresses.begin());
     port_addresses.push_back({static_cast<uint16_t>(i), pc.addresses});
     for (const auto& a : pc.addresses) {
-      if (a.len < 31) r.directed_broadcasts[r.directed_broadcast_count++] = a.addr | ~a.mask();
+      if (a.len < 31) r.add_directed_broadcast(a.addr, ~a.mask());
     }
   }
   r.port_count = static_cast<uint16_t>(config.ports.size());

@@ -331,6 +331,40 @@ TEST_CASE("malformed and foreign frames are dropped and counted by reason") {
   CHECK(r.worker().counters.port[kLan].rx_packets.get() == 6);
 }
 
+// RFC 1812 5.3.7: a connected network's broadcast address is never a valid
+// source. The worker first tests the host bits every such address has set.
+TEST_CASE("a source that is a connected network's broadcast address is a martian") {
+  RingRouter r(kStaticNeighbours);
+  auto from = [&](const char* src) {
+    return PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4(src, "198.19.0.10").udp(1, 2).build();
+  };
+  r.receive(kLan, from("198.18.1.255"));  // lan's own /24
+  r.receive(kLan, from("198.18.2.255"));  // wan's /24
+  CHECK(r.drops(net::DropReason::kMartianSource) == 2);
+  CHECK(r.sent(kWan).empty());
+  r.receive(kLan, from("198.18.3.255"));  // all host bits set, but no connected network's
+  r.receive(kLan, from("198.18.1.127"));  // seven of the eight
+  r.receive(kLan, from("198.18.1.2"));
+  CHECK(r.sent(kWan).size() == 3);
+  CHECK(r.drops(net::DropReason::kMartianSource) == 2);
+}
+
+TEST_CASE("directed broadcasts of prefixes of different lengths are all recognised") {
+  auto r = std::make_unique<dataplane::Router>();
+  r->add_directed_broadcast(*net::parse_ipv4("198.18.1.1"), 0xffu);        // /24
+  r->add_directed_broadcast(*net::parse_ipv4("198.18.9.5"), 0x3u);         // /30
+  r->add_directed_broadcast(*net::parse_ipv4("198.19.0.1"), 0xffffu);      // /16
+  CHECK(r->is_directed_broadcast(*net::parse_ipv4("198.18.1.255")));
+  CHECK(r->is_directed_broadcast(*net::parse_ipv4("198.18.9.7")));
+  CHECK(r->is_directed_broadcast(*net::parse_ipv4("198.19.255.255")));
+  CHECK_FALSE(r->is_directed_broadcast(*net::parse_ipv4("198.18.9.6")));
+  CHECK_FALSE(r->is_directed_broadcast(*net::parse_ipv4("198.18.9.3")));
+  CHECK_FALSE(r->is_directed_broadcast(*net::parse_ipv4("198.19.0.255")));
+  CHECK_FALSE(r->is_directed_broadcast(*net::parse_ipv4("198.18.1.254")));
+  auto none = std::make_unique<dataplane::Router>();
+  CHECK_FALSE(none->is_directed_broadcast(0xffffffffu));
+}
+
 TEST_CASE("a VLAN-tagged packet is forwarded untagged and Ethernet padding is trimmed") {
   RingRouter r(kStaticNeighbours);
   r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).vlan(10).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build());

@@ -103,7 +103,16 @@ struct Router {
   // (RFC 1812 5.3.7). Host order; immutable.
   std::array<uint32_t, kMaxPorts * kMaxAddressesPerPort> directed_broadcasts{};
   uint16_t directed_broadcast_count = 0;
+  // Host bits every one of them has set: those of the longest prefix (a /24's
+  // broadcast ends in 8 one bits, a /30's in 2). An address without all of
+  // them set is none of the list: most sources leave after one test.
+  uint32_t directed_broadcast_ones = 0xffffffffu;
+  void add_directed_broadcast(uint32_t addr, uint32_t host_mask) {
+    directed_broadcasts[directed_broadcast_count++] = addr | host_mask;
+    directed_broadcast_ones &= host_mask;
+  }
   bool is_directed_broadcast(uint32_t ip) const {
+    if ((ip & directed_broadcast_ones) != directed_broadcast_ones) return false;
     for (uint16_t i = 0; i < directed_broadcast_count; ++i) {
       if (directed_broadcasts[i] == ip) return true;
     }
