@@ -49,14 +49,17 @@ inline uint16_t checksum_adjust32(uint16_t hc, uint32_t old_value, uint32_t new_
 // forwarded packet. TTL and protocol share the 16-bit word at offset 8; read
 // as it lies in memory on this little-endian host, TTL is its low byte, so
 // the word drops by exactly 1 (TTL > 1: no borrow) and RFC 1624 eqn. 3 needs
-// only the checksum: HC' = ~(~HC + ~m + m') = ~(~HC + 0xfffe). No word is read
-// back after the TTL store (a store-forwarding stall).
+// only the checksum: HC' = ~(~HC + ~m + m') = ~(~HC + 0xfffe). That sum is at
+// most 0x1fffd, so one fold ends its carries. No word is read back after the
+// TTL store (a store-forwarding stall).
 inline void ipv4_decrement_ttl(uint8_t* ip) {
   static_assert(std::endian::native == std::endian::little, "the word at offset 8 read little-endian");
   --ip[8];
   uint16_t hc;
   std::memcpy(&hc, ip + 10, 2);
-  hc = checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + 0xfffeu);
+  uint32_t sum = uint32_t(static_cast<uint16_t>(~hc)) + 0xfffeu;
+  sum = (sum & 0xffff) + (sum >> 16);
+  hc = static_cast<uint16_t>(~sum);
   std::memcpy(ip + 10, &hc, 2);
 }
 
