@@ -212,6 +212,7 @@ uint32_t Table::take_free(uint64_t h, uint32_t now_c, InsertStatus* status) {
   const uint32_t idx = free_.back();
   free_.pop_back();
   ++size_;
+  if (idx >= high_water_) high_water_ = idx + 1;
   return idx;
 }
 
@@ -460,19 +461,20 @@ void Table::flush() {
   graveyard_.clear();
   size_ = 0;
   sweep_cursor_ = 0;
+  high_water_ = 0;
 }
 
 unsigned Table::sweep_due(uint64_t now) {
   const uint64_t period = hz_ * kSweepPeriodSeconds;
-  if (sweep_clock_ == 0 || now < sweep_clock_ || period == 0) {
+  if (sweep_clock_ == 0 || now < sweep_clock_ || period == 0 || high_water_ == 0) {
     sweep_clock_ = now;  // the first call (or a clock that went back) starts the pace
     return 0;
   }
   // A worker that polled rarely owes at most one period's worth.
   if (now - sweep_clock_ > period) sweep_clock_ = now - period;
-  const uint64_t due = static_cast<uint64_t>(capacity_) * (now - sweep_clock_) / period;
+  const uint64_t due = static_cast<uint64_t>(high_water_) * (now - sweep_clock_) / period;
   const unsigned visit = static_cast<unsigned>(std::min<uint64_t>(due, kMaxSweepPerCall));
-  sweep_clock_ += static_cast<uint64_t>(visit) * period / capacity_;
+  sweep_clock_ += static_cast<uint64_t>(visit) * period / high_water_;
   return visit;
 }
 

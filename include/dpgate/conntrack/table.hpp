@@ -169,7 +169,12 @@ class Table {
 
   // Visits at most `max_visit` entries from the sweep cursor and frees those
   // whose timeout has passed, calling on_free(const Entry&) for each before
-  // it is freed. Returns how many it freed. Between bursts.
+  // it is freed. Returns how many it freed. Between bursts. The sweep covers
+  // the entries below the high-water mark (every index ever taken since the
+  // table was made or flushed), not the whole capacity: free entries are
+  // handed out lowest index first and reused last-freed first, so a table
+  // sized for a million flows that holds a thousand is a thousand entries to
+  // sweep, not a million cache lines a second.
   template <class OnFree>
   unsigned expire(uint64_t now, unsigned max_visit, OnFree&& on_free);
   unsigned expire(uint64_t now, unsigned max_visit) {
@@ -177,12 +182,13 @@ class Table {
   }
 
   // How many entries expire() should visit at `now` for the sweep to cover
-  // the table once per kSweepPeriodSeconds, whatever the call rate (at most
+  // the table (up to its high-water mark) once per kSweepPeriodSeconds, whatever the call rate (at most
   // kMaxSweepPerCall, the rest carried over): an expired entry is freed
   // within about a period (lookups skip it at once). A fixed count per poll
   // made a 1 M-entry table cost a cache miss per packet at line rate.
   static constexpr uint64_t kSweepPeriodSeconds = 1;
   static constexpr unsigned kMaxSweepPerCall = 1024;
+  static constexpr uint32_t kSweepPrefetch = 4;
   unsigned sweep_due(uint64_t now);
 
   // Calls fn(const Entry&) for live flows and stubs among at most
@@ -260,6 +266,7 @@ class Table {
   uint32_t mask_;
   uint32_t size_ = 0;
   uint32_t sweep_cursor_ = 0;
+  uint32_t high_water_ = 0;  // entries_[high_water_..] have never been taken
   uint64_t sweep_clock_ = 0;  // the sweep has visited its due up to this time
   uint8_t epoch_ = 1;
   uint8_t owner_;
@@ -280,10 +287,13 @@ template <class OnFree>
 unsigned Table::expire(uint64_t now, unsigned max_visit, OnFree&& on_free) {
   const uint32_t now_c = coarse(now);
   unsigned freed = 0;
-  if (max_visit > capacity_) max_visit = capacity_;
+  if (max_visit > high_water_) max_visit = high_water_;
   for (unsigned i = 0; i < max_visit; ++i) {
-    const uint32_t idx = sweep_cursor_;
-    sweep_cursor_ = (sweep_cursor_ + 1 == capacity_) ? 0 : sweep_cursor_ + 1;
+    const uint32_t idx = sweep_cursor_ < high_water_ ? sweep_cursor_ : 0;
+    sweep_cursor_ = idx + 1;
+    // A few entries ahead: between polls the burst's lookups evict the lines
+    // the hardware prefetcher would have brought in.
+    if (idx + kSweepPrefetch < high_water_) __builtin_prefetch(&entries_[idx + kSweepPrefetch]);
     Entry& e = entries_[idx];
     if (live_kind(e.kind) && expired(e, now_c)) {
       on_free(static_cast<const Entry&>(e));

@@ -236,18 +236,21 @@ TEST_CASE("expiry visits a bounded number of entries per call and frees the time
   CHECK(t.size() == 1);
   CHECK(t.stats().expired.get() == 50);
   CHECK(t.lookup(client(1), later, &d) != nullptr);
-  CHECK(t.expire(later, 1000) == 0);  // max_visit is capped at the capacity
+  CHECK(t.expire(later, 1000) == 0);  // max_visit is capped at the entries ever used
 }
 
 TEST_CASE("the sweep is paced by time: the whole table once a second, whatever the call rate") {
-  Table t(config(100));
-  CHECK(t.sweep_due(kT0) == 0);  // the first call starts the clock
-  CHECK(t.sweep_due(kT0 + 500) == 50);  // half a second: half the table
-  CHECK(t.sweep_due(kT0 + 500) == 0);
+  Table full(config(100));
+  for (uint32_t i = 0; i < 100; ++i) REQUIRE(full.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  CHECK(full.sweep_due(kT0) == 0);  // the first call starts the clock
+  CHECK(full.sweep_due(kT0 + 500) == 50);  // half a second: half the table
+  CHECK(full.sweep_due(kT0 + 500) == 0);
   unsigned visited = 0;
-  for (uint64_t ms = 501; ms <= 1500; ++ms) visited += t.sweep_due(kT0 + ms);  // polled every millisecond
+  for (uint64_t ms = 501; ms <= 1500; ++ms) visited += full.sweep_due(kT0 + ms);  // polled every millisecond
   CHECK(visited == 100);
-  CHECK(t.sweep_due(kT0 + sec(60)) == 100);  // a long pause owes one period, not sixty
+  CHECK(full.sweep_due(kT0 + sec(60)) == 100);  // a long pause owes one period, not sixty
+
+  Table t(config(100));
 
   // Timed-out flows are freed within about a period of polling.
   for (uint32_t i = 0; i < 50; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0 + sec(60)));
@@ -262,6 +265,7 @@ TEST_CASE("the sweep is paced by time: the whole table once a second, whatever t
 
   // A large table is visited at most kMaxSweepPerCall entries per call; the rest is carried.
   Table big(config(100'000));
+  for (uint32_t i = 0; i < 2048; ++i) REQUIRE(big.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
   big.sweep_due(kT0);
   CHECK(big.sweep_due(kT0 + sec(1)) == Table::kMaxSweepPerCall);
   CHECK(big.sweep_due(kT0 + sec(1)) == Table::kMaxSweepPerCall);
@@ -396,4 +400,37 @@ TEST_CASE("conntrack -L prints a flow as conntrack-tools does") {
         "tcp      6 431999 ESTABLISHED src=198.18.0.1 dst=198.18.1.1 sport=40000 dport=80 "
         "packets=2 bytes=80 src=198.18.1.1 dst=198.18.0.1 sport=80 dport=40000 "
         "packets=1 bytes=40 [ASSURED] mark=7 use=1");
+}
+
+TEST_CASE("the sweep covers the entries ever used, not the capacity") {
+  Table t(config(100'000));
+  CHECK(t.sweep_due(kT0) == 0);
+  CHECK(t.sweep_due(kT0 + sec(1)) == 0);  // nothing was ever used: nothing to visit
+  for (uint32_t i = 0; i < 10; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  t.sweep_due(kT0 + sec(1));
+  CHECK(t.sweep_due(kT0 + sec(2)) == 10);  // ten entries a second, not 100 000
+
+  // Timed out, they are all freed by one period of polling.
+  uint64_t now = kT0 + sec(100);
+  t.sweep_due(now);
+  for (int poll = 0; poll < 1100 && t.size() != 0; ++poll) {
+    ++now;
+    t.expire(now, t.sweep_due(now));
+  }
+  CHECK(t.size() == 0);
+  CHECK(t.stats().expired.get() == 10);
+
+  // Freed entries are taken again before new ones: the mark stays at ten.
+  for (uint32_t i = 100; i < 110; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), now));
+  t.sweep_due(now + sec(1));
+  CHECK(t.sweep_due(now + sec(2)) == 10);
+  // A flow is found and its timeout respected by the sweep wherever the cursor was.
+  CHECK(t.expire(now + sec(2), 1000) == 0);
+  CHECK(t.size() == 10);
+  Direction d;
+  CHECK(t.lookup(udp_client(105), now + sec(2), &d) != nullptr);
+
+  t.flush();
+  t.sweep_due(now + sec(3));
+  CHECK(t.sweep_due(now + sec(4)) == 0);  // a flushed table has nothing to sweep
 }
