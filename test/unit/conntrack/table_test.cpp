@@ -239,6 +239,21 @@ TEST_CASE("expiry visits a bounded number of entries per call and frees the time
   CHECK(t.expire(later, 1000) == 0);  // max_visit is capped at the entries ever used
 }
 
+namespace {
+
+// Polls the sweep every tick from `now`, as a worker does, until the table
+// is empty or 1 100 ticks (1.1 periods) have passed; returns the time it stopped.
+uint64_t poll_sweep_until_empty(Table& t, uint64_t now) {
+  t.sweep_due(now);
+  for (int poll = 0; poll < 1100 && t.size() != 0; ++poll) {
+    ++now;
+    t.expire(now, t.sweep_due(now));
+  }
+  return now;
+}
+
+}  // namespace
+
 TEST_CASE("the sweep is paced by time: the whole table once a second, whatever the call rate") {
   Table full(config(100));
   for (uint32_t i = 0; i < 100; ++i) REQUIRE(full.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
@@ -255,11 +270,7 @@ TEST_CASE("the sweep is paced by time: the whole table once a second, whatever t
   // Timed-out flows are freed within about a period of polling.
   for (uint32_t i = 0; i < 50; ++i) REQUIRE(t.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0 + sec(60)));
   uint64_t now = kT0 + sec(91);
-  t.sweep_due(now);
-  for (int poll = 0; poll < 1100 && t.size() != 0; ++poll) {
-    ++now;
-    t.expire(now, t.sweep_due(now));
-  }
+  now = poll_sweep_until_empty(t, now);
   CHECK(t.size() == 0);
   CHECK(now - (kT0 + sec(91)) <= sec(1) + 10);
 
@@ -412,11 +423,7 @@ TEST_CASE("the sweep covers the entries ever used, not the capacity") {
 
   // Timed out, they are all freed by one period of polling.
   uint64_t now = kT0 + sec(100);
-  t.sweep_due(now);
-  for (int poll = 0; poll < 1100 && t.size() != 0; ++poll) {
-    ++now;
-    t.expire(now, t.sweep_due(now));
-  }
+  now = poll_sweep_until_empty(t, now);
   CHECK(t.size() == 0);
   CHECK(t.stats().expired.get() == 10);
 
