@@ -440,7 +440,7 @@ WalkProgress Table::delete_matching(const FlowFilter& filter, uint32_t cursor, u
   const uint32_t now_c = coarse(now);
   WalkProgress p;
   uint32_t i = cursor;
-  for (uint32_t n = 0; i < capacity_ && n < max_visit; ++i, ++n) {
+  for (uint32_t n = 0; i < high_water_ && n < max_visit; ++i, ++n) {
     const Entry& e = entries_[i];
     if (live_kind(e.kind) && !expired(e, now_c) && filter.matches(e)) {
       unlink_entry(i);
@@ -449,7 +449,7 @@ WalkProgress Table::delete_matching(const FlowFilter& filter, uint32_t cursor, u
     }
   }
   p.next_cursor = i;
-  p.done = i >= capacity_;
+  p.done = i >= high_water_;
   return p;
 }
 

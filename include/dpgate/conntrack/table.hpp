@@ -192,8 +192,9 @@ class Table {
   unsigned sweep_due(uint64_t now);
 
   // Calls fn(const Entry&) for live flows and stubs among at most
-  // `max_visit` slots from `cursor` (0 to start). For `conntrack -L`: the
-  // worker copies info() of each into a reply message.
+  // `max_visit` slots from `cursor` (0 to start), up to the high-water mark
+  // (no flow lies above it). For `conntrack -L`: the worker copies info() of
+  // each into a reply message.
   template <class Fn>
   WalkProgress for_each(uint32_t cursor, uint32_t max_visit, uint64_t now, Fn&& fn) const;
 
@@ -314,7 +315,7 @@ WalkProgress Table::for_each(uint32_t cursor, uint32_t max_visit, uint64_t now, 
   const uint32_t now_c = coarse(now);
   WalkProgress p;
   uint32_t i = cursor;
-  for (uint32_t n = 0; i < capacity_ && n < max_visit; ++i, ++n) {
+  for (uint32_t n = 0; i < high_water_ && n < max_visit; ++i, ++n) {
     const Entry& e = entries_[i];
     if (live_kind(e.kind) && !expired(e, now_c)) {
       fn(e);
@@ -322,7 +323,7 @@ WalkProgress Table::for_each(uint32_t cursor, uint32_t max_visit, uint64_t now, 
     }
   }
   p.next_cursor = i;
-  p.done = i >= capacity_;
+  p.done = i >= high_water_;
   return p;
 }
 

@@ -369,6 +369,15 @@ TEST_CASE("walking the table lists every live flow once, for conntrack -L") {
   } while (!p.done);
   CHECK(seen_src_ports.size() == 24);
   CHECK(seen_src_ports.count(10005) == 0);
+
+  // A table sized for 100 000 flows holding three is walked in one page of
+  // seven slots: the walk stops at the entries ever used.
+  Table big(config(100'000));
+  for (uint32_t i = 0; i < 3; ++i) REQUIRE(big.insert(udp_client(i), invert(udp_client(i)), datagram(), kT0));
+  p = big.for_each(0, 7, kT0, [](const Entry&) {});
+  CHECK(p.done);
+  CHECK(p.matched == 3);
+  CHECK(big.delete_matching(FlowFilter{}, 0, 7, kT0).done);
 }
 
 TEST_CASE("flush empties the table and every entry can be used again") {
