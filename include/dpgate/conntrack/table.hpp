@@ -182,10 +182,11 @@ class Table {
   }
 
   // How many entries expire() should visit at `now` for the sweep to cover
-  // the table (up to its high-water mark) once per kSweepPeriodSeconds, whatever the call rate (at most
-  // kMaxSweepPerCall, the rest carried over): an expired entry is freed
-  // within about a period (lookups skip it at once). A fixed count per poll
-  // made a 1 M-entry table cost a cache miss per packet at line rate.
+  // the table (up to its high-water mark) once per kSweepPeriodSeconds,
+  // whatever the call rate (at most kMaxSweepPerCall, the rest carried
+  // over): an expired entry is freed within about a period (lookups skip it
+  // at once). A fixed count per poll made a 1 M-entry table cost a cache
+  // miss per packet at line rate.
   static constexpr uint64_t kSweepPeriodSeconds = 1;
   static constexpr unsigned kMaxSweepPerCall = 1024;
   static constexpr uint32_t kSweepPrefetch = 4;

@@ -53,8 +53,8 @@ struct ParseOptions {
 
 // RFC 1812 §5.3.7 martians: sources a router must never forward from.
 constexpr bool is_martian_source(uint32_t a) {
-  return (a >> 24) == 0      // 0.0.0.0/8: "this network"
-         || (a >> 24) == 127 // loopback
+  return (a >> 24) == 0       // 0.0.0.0/8: "this network"
+         || (a >> 24) == 127   // loopback
          || (a >> 28) >= 0xe;  // multicast, class E and limited broadcast
 }
 
@@ -100,7 +100,8 @@ DropReason parse_any_frame(const uint8_t* frame, uint32_t frame_len, PacketMeta&
 // parse_any_frame() decides, with its reason. Always inlined: every received
 // frame goes through it, and out of line it cost a call and a 56-byte clear
 // before the fields were written (GCC would not inline it on its own).
-[[gnu::always_inline]] inline bool parse_plain_frame(const uint8_t* frame, uint32_t frame_len, PacketMeta& meta, ParseOptions options) {
+[[gnu::always_inline]] inline bool parse_plain_frame(const uint8_t* frame, uint32_t frame_len, PacketMeta& meta,
+                                                     ParseOptions options) {
   constexpr uint32_t kUdpFrameMin = kEthHeaderLen + 20 + 8;
   if (frame_len < kUdpFrameMin || frame[12] != 0x08 || frame[13] != 0x00) return false;
   const uint8_t* ip = frame + kEthHeaderLen;
