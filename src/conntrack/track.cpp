@@ -62,42 +62,16 @@ constexpr TcpStep kTcpTable[2][kTcpFlagClassCount][kTcpStateCount] = {
     },
 };
 
-// tcp_last bits: netfilter's last_index / last_dir, the per-direction
-// IP_CT_TCP_FLAG_CLOSE_INIT and the last_flags it consults.
-constexpr uint8_t kLastIndexMask = 0x07;
-constexpr uint8_t kLastDirReply = 0x08;
-constexpr uint8_t kCloseInitOrig = 0x10;
-constexpr uint8_t kCloseInitReply = 0x20;
-constexpr uint8_t kSimultaneousOpen = 0x40;  // IP_CT_TCP_SIMULTANEOUS_OPEN
-constexpr uint8_t kChallengeAck = 0x80;      // IP_CT_EXP_CHALLENGE_ACK
-
-uint8_t with_last(uint8_t bits, TcpFlagClass cls, Direction dir) {
-  bits &= static_cast<uint8_t>(~(kLastIndexMask | kLastDirReply));
-  bits |= static_cast<uint8_t>(cls);
-  if (dir == Direction::kReply) bits |= kLastDirReply;
-  return bits;
-}
-
 // segment_seq_plus_len(): where a segment ends in sequence space.
 uint32_t segment_end(const L4Info& p) {
   return p.tcp_seq + p.l4_payload_len + ((p.tcp_flags & kTcpSyn) ? 1 : 0) +
          ((p.tcp_flags & kTcpFin) ? 1 : 0);
 }
 
-void account(Entry& e, Direction dir, const L4Info& p) {
-  if (dir == Direction::kOriginal) {
-    ++e.packets_orig;
-    e.bytes_orig += p.ip_len;
-  } else {
-    ++e.packets_reply;
-    e.bytes_reply += p.ip_len;
-  }
-}
-
 }  // namespace
 
 bool tcp_flags_valid(uint8_t flags) {
-  switch (flags & (kTcpFin | kTcpSyn | kTcpRst | kTcpAck | kTcpUrg)) {
+  switch (flags & kTcpClassFlags) {
     case kTcpSyn:
     case kTcpSyn | kTcpUrg:
     case kTcpSyn | kTcpAck:
@@ -135,7 +109,7 @@ bool may_start_flow(const net::FiveTuple& t, const L4Info& p, const Timeouts& ti
   }
 }
 
-TrackResult Table::track(Entry& e, Direction dir, const L4Info& p, uint64_t now) {
+TrackResult Table::track_any(Entry& e, Direction dir, const L4Info& p, uint64_t now) {
   const uint32_t now_c = coarse(now);
   e.epoch = epoch_;
   TrackResult r;

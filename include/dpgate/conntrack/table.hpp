@@ -149,7 +149,12 @@ class Table {
   // the entry has been killed; on a RST before any reply the packet is
   // accepted and the entry killed, as netfilter does (e.kind is then no
   // longer kFlow: the packet may still use it until the next begin_burst).
+  // Inline for the packet a busy table tracks most, a TCP segment with ACK
+  // (PSH allowed) of an ESTABLISHED connection; the rest out of line.
   TrackResult track(Entry& e, Direction dir, const L4Info& p, uint64_t now);
+  // The whole tracker, which track() shortcuts for that one case (public
+  // so that a test can hold the two side by side).
+  TrackResult track_any(Entry& e, Direction dir, const L4Info& p, uint64_t now);
 
   // The flow an ICMP error is RELATED to, from the tuple of the packet it
   // quotes. The quoted packet travelled the opposite way of the error, so
@@ -260,6 +265,15 @@ class Table {
   uint32_t take_free(uint64_t h, uint32_t now_c, InsertStatus* status);
   bool reclaim_if_stale(const net::FiveTuple& t, uint64_t h, uint32_t now_c);
   void refresh(Entry& e, uint32_t now_c, uint32_t ticks) { e.deadline = now_c + ticks; }
+  static void account(Entry& e, Direction dir, const L4Info& p) {
+    if (dir == Direction::kOriginal) {
+      ++e.packets_orig;
+      e.bytes_orig += p.ip_len;
+    } else {
+      ++e.packets_reply;
+      e.bytes_reply += p.ip_len;
+    }
+  }
   TrackResult track_tcp(Entry& e, Direction dir, const L4Info& p, uint32_t now_c);
   TrackResult track_udp(Entry& e, Direction dir, uint32_t now_c);
   TrackResult track_icmp(Entry& e, Direction dir, const L4Info& p, uint32_t now_c);
@@ -284,6 +298,30 @@ class Table {
   std::vector<uint32_t> graveyard_;  // killed this burst, freed at begin_burst
   TableStats stats_;
 };
+
+// What track_any() does for this packet, step for step: the state table
+// takes ESTABLISHED to ESTABLISHED on an ACK from either side, which is
+// never ignored and has no special case; the timeout is ESTABLISHED's,
+// capped at tcp_unack until the flow has seen a reply, and a flow that has
+// is ASSURED; a reply marks the flow SEEN_REPLY afterwards.
+inline TrackResult Table::track(Entry& e, Direction dir, const L4Info& p, uint64_t now) {
+  if (e.orig.proto != 6 || e.proto_state != static_cast<uint8_t>(TcpState::kEstablished) ||
+      (p.tcp_flags & kTcpClassFlags) != kTcpAck) [[unlikely]] {
+    return track_any(e, dir, p, now);
+  }
+  e.epoch = epoch_;
+  uint32_t timeout = ticks_.tcp[static_cast<unsigned>(TcpState::kEstablished)];
+  if (!(e.status & status::kSeenReply)) {
+    if (timeout > ticks_.tcp_unack) timeout = ticks_.tcp_unack;
+  } else {
+    e.status |= status::kAssured;
+  }
+  e.tcp_last = with_last(e.tcp_last, TcpFlagClass::kAck, dir);
+  refresh(e, coarse(now), timeout);
+  account(e, dir, p);
+  if (dir == Direction::kReply) e.status |= status::kSeenReply;
+  return TrackResult::kAccept;
+}
 
 template <class OnFree>
 unsigned Table::expire(uint64_t now, unsigned max_visit, OnFree&& on_free) {

@@ -58,6 +58,27 @@ constexpr TcpFlagClass tcp_flag_class(uint8_t flags) {
   return TcpFlagClass::kNone;
 }
 
+// Entry::tcp_last bits: netfilter's last_index / last_dir, the per-direction
+// IP_CT_TCP_FLAG_CLOSE_INIT and the last_flags it consults.
+inline constexpr uint8_t kLastIndexMask = 0x07;
+inline constexpr uint8_t kLastDirReply = 0x08;
+inline constexpr uint8_t kCloseInitOrig = 0x10;
+inline constexpr uint8_t kCloseInitReply = 0x20;
+inline constexpr uint8_t kSimultaneousOpen = 0x40;  // IP_CT_TCP_SIMULTANEOUS_OPEN
+inline constexpr uint8_t kChallengeAck = 0x80;      // IP_CT_EXP_CHALLENGE_ACK
+
+// tcp_last with `cls` and `dir` as the last segment seen.
+constexpr uint8_t with_last(uint8_t bits, TcpFlagClass cls, Direction dir) {
+  bits &= static_cast<uint8_t>(~(kLastIndexMask | kLastDirReply));
+  bits |= static_cast<uint8_t>(cls);
+  if (dir == Direction::kReply) bits |= kLastDirReply;
+  return bits;
+}
+
+// The flags that pick a TCP segment's flag class and its validity; PSH,
+// ECE and CWR play no part in either.
+inline constexpr uint8_t kTcpClassFlags = kTcpFin | kTcpSyn | kTcpRst | kTcpAck | kTcpUrg;
+
 // tcp_error()'s tcp_valid_flags: the combinations of FIN/SYN/RST/ACK/URG a
 // tracked TCP packet may carry (PSH, ECE and CWR are ignored). Anything else
 // is INVALID before the state table is consulted.

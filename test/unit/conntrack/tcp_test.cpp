@@ -2,6 +2,8 @@
 // states `-m conntrack --ctstate` would see.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+#include <random>
 #include <vector>
 
 #include "dpgate/conntrack/view.hpp"
@@ -317,4 +319,48 @@ TEST_CASE("the TCP table's cells match netfilter's for the NONE and ESTABLISHED 
   CHECK(tcp_transition(O, TcpFlagClass::kSynAck, TcpState::kEstablished).kind == K::kInvalid);
   CHECK(tcp_transition(R, TcpFlagClass::kSynAck, TcpState::kEstablished).kind == K::kIgnore);
   CHECK(tcp_transition(R, TcpFlagClass::kAck, TcpState::kSynSent).kind == K::kIgnore);
+}
+
+TEST_CASE("track()'s inline shortcut for established ACKs leaves every flow as track_any() does") {
+  // Two tables fed the same segments, one through each entry point: after
+  // every segment the result and all 128 bytes of the entry agree. Flags
+  // mix ACK with PSH, URG, ECE, SYN, FIN, RST; flows are replied or not.
+  constexpr uint8_t kFlags[] = {kTcpAck, kTcpAck | kTcpPsh, kTcpAck | kTcpEce | kTcpCwr, kTcpAck | kTcpUrg,
+                                kTcpSyn, kTcpSyn | kTcpAck, kTcpFin | kTcpAck, kTcpRst, kTcpRst | kTcpAck,
+                                kTcpAck | kTcpFin | kTcpPsh, 0};
+  Timeouts loose;
+  loose.tcp_loose = true;
+  Table shortcut(config(64, loose)), full(config(64, loose));
+  std::mt19937 rng(7);
+  uint64_t now = kT0;
+  unsigned fast_cases = 0;
+  for (unsigned round = 0; round < 200; ++round) {
+    const net::FiveTuple flow = tcp("198.18.0.1", static_cast<uint16_t>(1000 + round), "198.18.1.1", 80);
+    const L4Info first = rng() % 2 ? syn() : ack();
+    Entry* a = shortcut.insert(flow, invert(flow), first, now);
+    Entry* b = full.insert(flow, invert(flow), first, now);
+    REQUIRE(a != nullptr);
+    REQUIRE(b != nullptr);
+    for (unsigned step = 0; step < 40 && a->kind == EntryKind::kFlow; ++step) {
+      shortcut.begin_burst();
+      full.begin_burst();
+      now += ms(rng() % 5000);
+      const Direction dir = rng() % 2 ? Direction::kReply : Direction::kOriginal;
+      // ACK-only segments most of the time, so that flows reach ESTABLISHED
+      // and stay there for a while.
+      const uint8_t flags = rng() % 4 != 0 ? kTcpAck : kFlags[rng() % std::size(kFlags)];
+      const L4Info p = seg(flags, rng(), rng(), static_cast<uint16_t>(rng() % 1400));
+      if (a->tcp_state() == TcpState::kEstablished && (flags & kTcpClassFlags) == kTcpAck) ++fast_cases;
+      INFO("round " << round << " step " << step << " flags " << int(flags));
+      const TrackResult ra = shortcut.track(*a, dir, p, now);
+      const TrackResult rb = full.track_any(*b, dir, p, now);
+      REQUIRE(ra == rb);
+      REQUIRE(std::memcmp(a, b, sizeof(Entry)) == 0);
+    }
+    if (a->kind == EntryKind::kFlow) {
+      shortcut.remove(*a);
+      full.remove(*b);
+    }
+  }
+  CHECK(fast_cases > 1000);
 }
