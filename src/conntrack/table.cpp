@@ -73,8 +73,9 @@ uint32_t Table::seconds_to_ticks(uint32_t seconds) const {
 
 // An IPv4 tuple's information fits two of its five words (the addresses'
 // first 4 bytes; ports, protocol, family): two mixing rounds instead of five
-// on every packet's lookup. Other families hash all 40 bytes.
-uint64_t Table::hash(const net::FiveTuple& t) const {
+// on every packet's lookup. Other families hash all 40 bytes. Inlined, as
+// key_matches() below: lookup_bulk() runs both for every tracked packet.
+[[gnu::always_inline]] inline uint64_t Table::hash(const net::FiveTuple& t) const {
   static_assert(offsetof(net::FiveTuple, src_port) == 32 && sizeof(net::FiveTuple) == 40);
   uint64_t w[5];
   unsigned words = 5;
@@ -102,7 +103,7 @@ uint64_t Table::hash(const net::FiveTuple& t) const {
   return h;
 }
 
-bool Table::key_matches(uint32_t ref, const net::FiveTuple& key) const {
+[[gnu::always_inline]] inline bool Table::key_matches(uint32_t ref, const net::FiveTuple& key) const {
   const Entry& e = entries_[ref >> 1];
   if ((ref & 1) == 0) return std::memcmp(&e.orig, &key, sizeof(key)) == 0;
   const auto* k = reinterpret_cast<const uint8_t*>(&key);

@@ -327,7 +327,8 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
 // Fills `l4` field by field in the caller's memory. (Returned by value, the
 // 16-byte struct was assembled from byte stores on the stack and read back
 // as two 8-byte words: a store-forwarding stall on every tracked packet.)
-void fill_l4_info(const uint8_t* ip, const net::PacketMeta& meta, conntrack::L4Info& l4) {
+// Inlined into each tracking stage.
+[[gnu::always_inline]] inline void fill_l4_info(const uint8_t* ip, const net::PacketMeta& meta, conntrack::L4Info& l4) {
   l4.tcp_flags = meta.tcp_flags;
   l4.icmp_type = meta.icmp_type;
   l4.icmp_code = meta.icmp_code;

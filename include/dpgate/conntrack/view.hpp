@@ -53,6 +53,7 @@ CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uin
 // established packet usually meets no rule). The tuples of an entry never
 // change, so filling them later gives the same view. ct_view_scalars()
 // returns false when `v` is already complete (the INVALID view).
+// Inline: the data plane builds one per tracked packet.
 bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,
                      bool with_expire = true);
 void ct_view_tuples(CtView& v, const Entry& e);
@@ -68,5 +69,40 @@ CtView ct_view_related(const Table& t, const Entry& e, Direction dir, uint64_t n
 
 CtView ct_view_invalid();
 CtView ct_view_untracked();  // -j NOTRACK / -j CT --notrack
+
+// The state bits of a flow's NAT (the virtual SNAT / DNAT states).
+constexpr uint16_t nat_state_bits(uint16_t st) {
+  return static_cast<uint16_t>(((st & status::kSrcNat) ? ct_state::kSnat : 0) |
+                               ((st & status::kDstNat) ? ct_state::kDnat : 0));
+}
+
+// The scalars of a packet of flow `e` whose ctinfo gives `state`.
+inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state,
+                                 uint64_t now, bool with_expire) {
+  v.state = static_cast<uint16_t>(state | nat_state_bits(e.status));
+  v.status = e.status;
+  v.dir = dir;
+  v.has_flow = true;
+  v.confirmed = true;
+  v.mark = e.mark;
+  v.expire_s = with_expire ? t.seconds_left(e, now) : 0;
+}
+
+// ctinfo of a tracked packet: every reply-direction packet is ESTABLISHED,
+// an original-direction one only once the flow has seen a reply.
+constexpr uint16_t tracked_state(const Entry& e, Direction dir) {
+  const bool established = dir == Direction::kReply || (e.status & status::kSeenReply);
+  return established ? ct_state::kEstablished : ct_state::kNew;
+}
+
+inline bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,
+                            bool with_expire) {
+  if (r == TrackResult::kInvalid || r == TrackResult::kReopen) [[unlikely]] {
+    v = ct_view_invalid();
+    return false;
+  }
+  ct_view_fill_scalars(v, t, e, dir, tracked_state(e, dir), now, with_expire);
+  return true;
+}
 
 }  // namespace dpgate::conntrack
