@@ -74,7 +74,7 @@ bool is_echo(uint8_t proto, uint8_t type) { return proto == net::kProtoIcmp && (
 
 }  // namespace
 
-void nat_rewrite(uint8_t* ip, const net::PacketMeta& meta, NatSide side, uint32_t addr, uint16_t port) {
+void nat_rewrite_any(uint8_t* ip, const net::PacketMeta& meta, NatSide side, uint32_t addr, uint16_t port) {
   const bool has_l4 = meta.fragment != net::Fragment::kLater;
   rewrite_headers(ip, meta.l3_len, meta.tuple.proto, has_l4, true, side, addr, port,
                   is_echo(meta.tuple.proto, meta.icmp_type));

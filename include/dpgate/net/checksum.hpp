@@ -44,6 +44,16 @@ inline uint16_t checksum_adjust32(uint16_t hc, uint32_t old_value, uint32_t new_
                                static_cast<uint16_t>(new_value >> 16));
 }
 
+// checksum_adjust32() then checksum_adjust16() in one sum: a transport
+// checksum when both an address its pseudo-header covers and a port change.
+// One's-complement addition is associative, so the result is the same.
+inline uint16_t checksum_adjust_addr_port(uint16_t hc, uint32_t old_addr, uint32_t new_addr, uint16_t old_port,
+                                          uint16_t new_port) {
+  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_addr) +
+                               static_cast<uint16_t>(~(old_addr >> 16)) + static_cast<uint16_t>(new_addr) +
+                               static_cast<uint16_t>(new_addr >> 16) + static_cast<uint16_t>(~old_port) + new_port);
+}
+
 // Decrements the TTL of the IPv4 header at `ip` and patches its checksum
 // incrementally. The caller has checked TTL > 1. Inline: it runs for every
 // forwarded packet. TTL and protocol share the 16-bit word at offset 8; read
