@@ -244,15 +244,18 @@ Entry* Table::lookup(const net::FiveTuple& key, uint64_t now, Direction* dir) {
   return &e;
 }
 
-void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, Entry** out,
-                        Direction* dir) {
+void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, Entry** out, Direction* dir,
+                        size_t stride) {
   const uint32_t now_c = coarse(now);
+  auto key = [&keys, stride](unsigned i) -> const net::FiveTuple& {
+    return *reinterpret_cast<const net::FiveTuple*>(reinterpret_cast<const uint8_t*>(keys) + i * stride);
+  };
   while (n > 0) {
     const unsigned m = n < kMaxBulk ? n : kMaxBulk;
     uint64_t h[kMaxBulk];
     uint32_t cand[kMaxBulk];
     for (unsigned i = 0; i < m; ++i) {
-      h[i] = hash(keys[i]);
+      h[i] = hash(key(i));
       __builtin_prefetch(&buckets_[static_cast<uint32_t>(h[i]) & mask_]);
     }
     // First signature hit in the home bucket: prefetch both lines of its
@@ -288,7 +291,7 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
     }
     for (unsigned i = 0; i < m; ++i) {
       uint32_t ref = cand[i];
-      if (ref == kNoRef || !key_matches(ref, keys[i])) ref = find_ref(keys[i], h[i]);
+      if (ref == kNoRef || !key_matches(ref, key(i))) ref = find_ref(key(i), h[i]);
       out[i] = nullptr;
       if (ref == kNoRef) continue;
       Entry& e = entries_[ref >> 1];
@@ -297,7 +300,7 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
       out[i] = &e;
       dir[i] = static_cast<Direction>(ref & 1);
     }
-    keys += m;
+    keys = &key(m);
     out += m;
     dir += m;
     n -= m;

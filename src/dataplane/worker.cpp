@@ -398,9 +398,7 @@ bool needs_redirects(const conntrack::Entry& e) {
 // NEW / ESTABLISHED / RELATED / INVALID as netfilter's conntrack would.
 void track(Worker& w, Burst& b) {
   conntrack::Table& table = *w.flows;
-  Slots<net::FiveTuple, kMaxBurst> keys;
-  for (uint16_t i = 0; i < b.n_rx; ++i) keys[i] = b.meta[i].tuple;
-  table.lookup_bulk(keys.at, b.n_rx, b.now, b.flow, b.dir);
+  table.lookup_bulk(&b.meta[0].tuple, b.n_rx, b.now, b.flow, b.dir, sizeof(net::PacketMeta));
   for (uint16_t i = 0; i < b.n_rx; ++i) {
     const net::PacketMeta& meta = b.meta[i];
     const uint8_t* ip = frame_of(b.rx[i]) + meta.l2_len;
@@ -592,6 +590,13 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
   if (side == NatSide::kDestination) b.rx_dst[i] = net::to_host(addr.v4());
 }
 
+// PREROUTING's half of a known flow's NAT on packet i (none when the flow
+// is not destination-translated in this direction).
+[[gnu::always_inline]] inline void translate_destination(Burst& b, uint16_t i) {
+  const conntrack::Endpoint to = conntrack::translated_destination(*b.flow[i], b.dir[i]);
+  translate(b, i, NatSide::kDestination, to.addr, to.port);
+}
+
 // An ICMP error about a translated flow: the outer addresses become what the
 // error's direction looks like after NAT, and the quoted packet what its
 // sender sent before NAT (nf_nat_icmp_reply_translation).
@@ -648,16 +653,26 @@ void prerouting(Worker& w, Burst& b) {
     } else if (b.related[i]) {
       translate_related(b, uint16_t(i));
     } else if (b.flow[i] != nullptr) {
-      const conntrack::Endpoint to = conntrack::translated_destination(*b.flow[i], b.dir[i]);
-      translate(b, uint16_t(i), NatSide::kDestination, to.addr, to.port);
+      translate_destination(b, uint16_t(i));
     }
   };
   bool any_new = false;
   for (uint16_t i = 0; i < b.n_rx; ++i) any_new |= b.is_new[i];
   if (any_new) {
     b.rules->program.with_lookahead(rules::Hook::kPrerouting, b.n_rx, key, visit);
-  } else {
-    for (uint16_t i = 0; i < b.n_rx; ++i) visit(i);
+    return;
+  }
+  // No first packet: a packet of a known flow (not RELATED) walks no nat
+  // table, so whether PREROUTING has anything to evaluate for it is one
+  // question per burst, and when nothing, its rewrite is done here inline
+  // rather than through a call per packet.
+  const bool flow_hooks = b.rules->hook_has_work(rules::Hook::kPrerouting, false);
+  for (uint16_t i = 0; i < b.n_rx; ++i) {
+    if (!flow_hooks && b.flow[i] != nullptr && !b.related[i] && b.rx[i] != nullptr) {
+      translate_destination(b, i);
+    } else {
+      visit(i);
+    }
   }
 }
 

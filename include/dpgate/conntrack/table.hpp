@@ -121,9 +121,11 @@ class Table {
 
   // lookup() for n keys at once (any n; done in groups of kMaxBulk): hashes
   // all, prefetches their buckets, then their candidate entries, then
-  // resolves. out[i]/dir[i] as lookup() would return for keys[i].
-  void lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, Entry** out,
-                   Direction* dir);
+  // resolves. out[i]/dir[i] as lookup() would return for key i, which lies
+  // `stride` bytes after key i-1 (a field of the caller's per-packet
+  // records, read in place rather than copied out).
+  void lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, Entry** out, Direction* dir,
+                   size_t stride = sizeof(net::FiveTuple));
 
   // Whether a live entry holds `t` in either direction (NAT port choice).
   bool in_use(const net::FiveTuple& t, uint64_t now) const;

@@ -19,8 +19,9 @@ enum class NatSide : uint8_t { kSource, kDestination };
 // header checksum and the TCP/UDP/ICMP checksum incrementally. Later
 // fragments carry no transport header: only the address changes. A UDP
 // checksum of 0 (none) stays 0. Inline for a TCP or UDP header (every
-// packet of a translated flow, usually); the rest in nat_rewrite_any().
-inline void nat_rewrite(uint8_t* ip, const net::PacketMeta& meta, NatSide side, uint32_t addr, uint16_t port);
+// packet of a translated flow, usually: forced, so that a constant `side`
+// folds away); the rest in nat_rewrite_any().
+[[gnu::always_inline]] inline void nat_rewrite(uint8_t* ip, const net::PacketMeta& meta, NatSide side, uint32_t addr, uint16_t port);
 void nat_rewrite_any(uint8_t* ip, const net::PacketMeta& meta, NatSide side, uint32_t addr, uint16_t port);
 
 // For an ICMP error at `ip` (already parsed, as `meta`): rewrites the quoted
@@ -33,7 +34,8 @@ bool nat_rewrite_icmp_quote(uint8_t* ip, const net::PacketMeta& meta, NatSide si
 // addresses in the FiveTuple as parsed). False when the quote is too short.
 bool icmp_quoted_tuple(const uint8_t* ip, const net::PacketMeta& meta, net::FiveTuple& quoted);
 
-inline void nat_rewrite(uint8_t* ip, const net::PacketMeta& meta, NatSide side, uint32_t addr, uint16_t port) {
+[[gnu::always_inline]] inline void nat_rewrite(uint8_t* ip, const net::PacketMeta& meta, NatSide side,
+                                               uint32_t addr, uint16_t port) {
   const uint8_t proto = meta.tuple.proto;
   if ((proto != net::kProtoTcp && proto != net::kProtoUdp) || meta.fragment == net::Fragment::kLater) [[unlikely]] {
     nat_rewrite_any(ip, meta, side, addr, port);
