@@ -40,6 +40,7 @@ using net::DropReason;
 
 constexpr unsigned kPrefetchAhead = 3;
 constexpr uint64_t kIdlePollsBeforeSleep = 64;
+constexpr unsigned kMaxMessagesPerDrain = 256;  // per peer: bounds one drain's work
 
 // Storage for one T per packet of a burst, not initialised: PacketMeta, CtView
 // and FiveTuple have default member initialisers, and constructing kMaxBurst
@@ -383,7 +384,11 @@ void send_to_peers(Worker& w, WorkerMessage msg) {
   const Router& r = *w.router;
   for (uint16_t peer = 0; peer < r.worker_count; ++peer) {
     if (peer == w.queue) continue;
-    if (rte_ring_sp_enqueue_elem(r.messages[w.queue][peer], &msg, sizeof msg) == 0) w.counters.redirects_sent.add(1);
+    if (rte_ring_sp_enqueue_elem(r.messages[w.queue][peer], &msg, sizeof msg) == 0) {
+      w.counters.redirects_sent.add(1);
+    } else {
+      w.counters.redirects_lost.add(1);
+    }
   }
 }
 
@@ -729,22 +734,34 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
   return true;
 }
 
-// Messages from other workers: redirect stubs to add or remove.
+// Adds or removes the redirect stubs of n messages, in the order sent.
+void apply_messages(Worker& w, const WorkerMessage* msgs, unsigned n, uint64_t now) {
+  for (unsigned k = 0; k < n; ++k) {
+    const WorkerMessage& msg = msgs[k];
+    if (msg.type == WorkerMessage::Type::kAddRedirect) {
+      w.flows->insert_redirect(msg.tuple, msg.owner, msg.status, now, msg.timeout_s);
+      continue;
+    }
+    conntrack::Direction dir;
+    conntrack::Entry* e = w.flows->lookup(msg.tuple, now, &dir);
+    if (e != nullptr && e->is_redirect() && e->owner == msg.owner) w.flows->remove(*e);
+  }
+}
+
+// Messages from other workers: redirect stubs to add or remove. Everything
+// a peer has queued, up to kMaxMessagesPerDrain of it (a peer opening 32
+// connections a burst sends as fast as this one drains 32 a poll: a
+// backlog would never shrink).
 void drain_messages(Worker& w, uint64_t now) {
   const Router& r = *w.router;
   WorkerMessage msgs[32];
   for (uint16_t peer = 0; peer < r.worker_count; ++peer) {
     if (peer == w.queue) continue;
-    const unsigned n = rte_ring_sc_dequeue_burst_elem(r.messages[peer][w.queue], msgs, sizeof msgs[0], 32, nullptr);
-    for (unsigned k = 0; k < n; ++k) {
-      const WorkerMessage& msg = msgs[k];
-      if (msg.type == WorkerMessage::Type::kAddRedirect) {
-        w.flows->insert_redirect(msg.tuple, msg.owner, msg.status, now, msg.timeout_s);
-        continue;
-      }
-      conntrack::Direction dir;
-      conntrack::Entry* e = w.flows->lookup(msg.tuple, now, &dir);
-      if (e != nullptr && e->is_redirect() && e->owner == msg.owner) w.flows->remove(*e);
+    unsigned n = 0;
+    for (unsigned taken = 0; taken < kMaxMessagesPerDrain; taken += n) {
+      n = rte_ring_sc_dequeue_burst_elem(r.messages[peer][w.queue], msgs, sizeof msgs[0], 32, nullptr);
+      if (n == 0) break;
+      apply_messages(w, msgs, n, now);
     }
   }
 }
@@ -1027,14 +1044,21 @@ uint32_t worker_poll(Worker& w) {
   rte_mbuf* pkts[kMaxBurst];
   uint32_t received = 0;
   const bool stateful = r.rules.load(std::memory_order_relaxed) != nullptr;
-  if (stateful && r.worker_count > 1) drain_messages(w, rte_rdtsc());
+  const bool peers = stateful && r.worker_count > 1;
   for (uint16_t port = 0; port < r.port_count; ++port) {
     const uint16_t n = rte_eth_rx_burst(r.ports[port].port_id, w.queue, pkts, r.burst);
     if (n == 0) continue;
     received += n;
+    // The peers' messages are read after the receive, not before it: a
+    // peer queues a flow's redirect stub before it sends the flow's first
+    // packet, so a reply in this burst finds its stub already queued. Read
+    // before, a worker descheduled between the two (more workers than
+    // cores) met a server's SYN/ACK with no stub and dropped it as INVALID.
+    if (peers) drain_messages(w, rte_rdtsc());
     worker_process_burst(w, port, pkts, n);
   }
-  if (stateful && r.worker_count > 1) take_over(w);
+  if (peers && received == 0) drain_messages(w, rte_rdtsc());
+  if (peers) take_over(w);
   if (w.flow_request.state.load(std::memory_order_acquire) == 1) [[unlikely]] serve_flow_request(w);
   if (!w.pending.empty()) [[unlikely]] service_pending(w, rte_rdtsc());
   worker_flush(w);

@@ -5,6 +5,7 @@
 
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -100,6 +101,9 @@ class RingRouter {
     }
     return out;
   }
+
+  // A port's RX ring, to put frames on without polling.
+  rte_ring* lan_rx(uint16_t queue) { return rx_[kLan][queue]; }
 
   uint64_t drops(net::DropReason r, uint16_t queue = 0) {
     return worker(queue).counters.drops[static_cast<size_t>(r)].get();
@@ -813,6 +817,54 @@ TEST_CASE("with two workers the reply of a DNATed connection finds its owner thr
   CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
   CHECK(net::to_host(parsed(out[0]).tuple.src_port) == 80);
   CHECK(r.worker(0).counters.taken_over.get() == 1);
+}
+
+namespace {
+// Runs worker 0's poll from inside worker 1's receive: the moment of a race
+// where worker 1 has polled its message rings and is descheduled before it
+// reads its queue, while worker 0 opens the connection and the server answers.
+struct PeerRunsDuringReceive {
+  RingRouter* router = nullptr;
+  bool done = false;
+};
+uint16_t run_peer_during_receive(uint16_t, uint16_t, rte_mbuf**, uint16_t n, uint16_t, void* arg) {
+  auto* state = static_cast<PeerRunsDuringReceive*>(arg);
+  if (n != 0 && !state->done) {
+    state->done = true;
+    dataplane::worker_poll(state->router->worker(0));
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("with two workers a DNATed reply that arrives while its owner is still sending the stub finds the stub") {
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n");
+  // Worker 1's poll begins with nothing in its message ring; its receive
+  // returns the server's SYN/ACK after worker 0 has taken the client's SYN.
+  r.poll(1);
+  PeerRunsDuringReceive state{&r};
+  const uint16_t wan = r.runtime().router().ports[kWan].port_id;
+  const rte_eth_rxtx_callback* cb = rte_eth_add_rx_callback(wan, 1, run_peer_during_receive, &state);
+  REQUIRE(cb != nullptr);
+  rte_mbuf* syn = rte_pktmbuf_alloc(r.runtime().router().pool);
+  const Frame syn_frame = client_tcp(r, "198.19.5.5", 40000, 80, 0x02);
+  std::memcpy(rte_pktmbuf_append(syn, static_cast<uint16_t>(syn_frame.size())), syn_frame.data(), syn_frame.size());
+  REQUIRE(rte_ring_enqueue(r.lan_rx(0), syn) == 0);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12), 1);
+  REQUIRE(rte_eth_remove_rx_callback(wan, 1, cb) == 0);
+  rte_free(const_cast<rte_eth_rxtx_callback*>(cb));  // removed, not freed, by ethdev
+  CHECK(state.done);
+  CHECK(r.sent(kWan, 0).size() == 1);  // the SYN, to the backend
+  CHECK(r.worker(1).counters.handed_over.get() == 1);
+  CHECK(r.worker(1).counters.ct_invalid.get() == 0);
+  CHECK(r.worker(0).counters.redirects_lost.get() == 0);
+  r.poll(0);
+  auto out = r.sent(kLan, 0);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
 }
 
 TEST_CASE("with two workers the reply of a masqueraded connection is steered by its port") {

@@ -57,6 +57,7 @@ struct WorkerCounters {
   Counter taken_over;       // packets received from other workers
   Counter ct_invalid;       // packets conntrack classified INVALID (they still meet the rules)
   Counter redirects_sent;   // redirect-stub messages sent to other workers
+  Counter redirects_lost;   // ... that a full message ring refused (those replies meet no stub)
   Counter log_records;      // LOG records put on the worker's log ring
   Counter log_suppressed;   // LOG records the rate limit held back (or past kMaxLogs in one hook)
   Counter log_ring_full;    // LOG records lost because the control thread had not drained the ring
