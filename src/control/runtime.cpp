@@ -7,6 +7,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_random.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
@@ -141,6 +142,10 @@ std::variant<std::unique_ptr<Runtime>, std::string> Runtime::create(const Config
   flow_config.capacity = std::max<uint32_t>(config.conntrack_max_flows / config.workers, 1024);
   flow_config.ticks_per_second = r.tsc_hz;
   flow_config.timeouts = config.conntrack_timeouts;
+  // A secret per start: with a known seed, anyone sending through the
+  // router can pick tuples that share a bucket chain (hash flooding).
+  // rte_rand is seeded from getentropy() at EAL init.
+  flow_config.hash_seed = rte_rand();
   for (uint16_t q = 0; q < config.workers; ++q) {
     rt->workers_.push_back(std::make_unique<dataplane::Worker>(r, q, 0, flow_config));
     rte_rcu_qsbr_thread_register(r.qsbr, q);

@@ -405,6 +405,14 @@ TEST_CASE("a burst mixing good, bad and local packets keeps order per port") {
   CHECK(r.drops(net::DropReason::kBadIpChecksum) == 8);
 }
 
+TEST_CASE("every start hashes its flows with a seed of its own, each worker's table too") {
+  RingRouter a("", 2), b("", 2);
+  const uint64_t seeds[] = {a.worker(0).flows->hash_seed(), b.worker(0).flows->hash_seed()};
+  CHECK(seeds[0] != seeds[1]);
+  CHECK(seeds[0] != conntrack::TableConfig{}.hash_seed);
+  CHECK(a.worker(1).flows->hash_seed() == seeds[0]);  // one draw per start is enough: each table is private
+}
+
 TEST_CASE("two workers each serve their own queue of every port") {
   RingRouter r(kStaticNeighbours, 2);
   r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build(), 0);

@@ -49,7 +49,7 @@ struct TableConfig {
   Timeouts timeouts;
   uint8_t owner = 0;                // this worker's index, stamped into its flows
   uint8_t early_drop_buckets = 8;   // NF_CT_EVICTION_RANGE
-  uint64_t hash_seed = 0x5eed'c0ff'ee15'600dULL;
+  uint64_t hash_seed = 0x5eed'c0ff'ee15'600dULL;  // the Runtime draws one per start
 };
 
 enum class InsertStatus : uint8_t {
@@ -223,6 +223,7 @@ class Table {
   const TableStats& stats() const { return stats_; }
   const Timeouts& timeouts() const { return timeouts_; }
   uint8_t owner() const { return owner_; }
+  uint64_t hash_seed() const { return seed_; }
 
  private:
   static constexpr unsigned kSlots = 7;
