@@ -164,35 +164,51 @@ void Table::release(uint32_t idx) {
   --size_;
 }
 
+// netfilter's early_drop(): from the new flow's bucket on, the first bucket
+// holding an entry that may go loses every such entry at once (the kernel's
+// early_drop_list() deletes all the non-assured conntracks of the chain and
+// reaps the expired ones it passes), so a flood into a full table pays for
+// one bucket scan every few new flows, not one each. Never an ASSURED entry,
+// nor one of the current burst: a packet of this burst holds it.
 bool Table::evict_for(uint64_t h, uint32_t now_c) {
   uint32_t b = static_cast<uint32_t>(h) & mask_;
   for (unsigned i = 0; i < early_drop_buckets_; ++i, b = (b + 1) & mask_) {
     const Bucket& bk = buckets_[b];
-    uint32_t victim = kNoRef;
     // The bucket's entries are read one after the other: fetch them all first.
     for (unsigned s = 0; s < kSlots; ++s) {
       if (bk.sig[s] != 0) __builtin_prefetch(&entries_[bk.ref[s] >> 1]);
     }
+    // Both directions of one flow may sit in the bucket: an entry once.
+    uint32_t gone[kSlots];
+    bool dropped[kSlots];
+    unsigned n = 0;
     for (unsigned s = 0; s < kSlots; ++s) {
       if (bk.sig[s] == 0) continue;
       const uint32_t idx = bk.ref[s] >> 1;
+      if (std::find(gone, gone + n, idx) != gone + n) continue;
       const Entry& e = entries_[idx];
-      if (expired(e, now_c)) {
-        unlink_entry(idx);
-        release(idx);
+      const bool is_expired = expired(e, now_c);
+      if (!is_expired && ((e.status & status::kAssured) != 0 || e.epoch == epoch_)) continue;
+      gone[n] = idx;
+      dropped[n++] = !is_expired;
+    }
+    if (n == 0) continue;
+    // Unlinking reads each entry's other bucket: fetch those together too.
+    for (unsigned k = 0; k < n; ++k) {
+      const Entry& e = entries_[gone[k]];
+      __builtin_prefetch(&buckets_[static_cast<uint32_t>(hash(e.orig)) & mask_]);
+      __builtin_prefetch(&buckets_[static_cast<uint32_t>(hash(e.reply())) & mask_]);
+    }
+    for (unsigned k = 0; k < n; ++k) {
+      unlink_entry(gone[k]);
+      release(gone[k]);
+      if (dropped[k]) {
+        stats_.early_dropped.add();
+      } else {
         stats_.expired.add();
-        return true;
       }
-      // early_drop_list(): never an ASSURED conntrack. Entries of the
-      // current burst are spared too: a packet of this burst holds them.
-      if (victim == kNoRef && (e.status & status::kAssured) == 0 && e.epoch != epoch_) victim = idx;
     }
-    if (victim != kNoRef) {
-      unlink_entry(victim);
-      release(victim);
-      stats_.early_dropped.add();
-      return true;
-    }
+    return true;
   }
   return false;
 }

@@ -134,8 +134,9 @@ class Table {
   // tuple its replies will carry (invert(orig) unless NAT chose otherwise;
   // SRC_NAT/DST_NAT are set from the difference). Tracks `first` as the
   // kernel does for a new conntrack, then confirms it. When the table is
-  // full, evicts a non-assured entry from up to early_drop_buckets buckets
-  // starting at the new flow's (netfilter's early_drop); if there is none,
+  // full, evicts the non-assured entries of the first of up to
+  // early_drop_buckets buckets, from the new flow's on, that has any, and
+  // reclaims the expired ones there (netfilter's early_drop); if there are none,
   // refuses. Returns nullptr unless *status == kOk.
   Entry* insert(const net::FiveTuple& orig, const net::FiveTuple& reply, const L4Info& first,
                 uint64_t now, InsertStatus* status = nullptr);
