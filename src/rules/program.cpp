@@ -831,6 +831,28 @@ void Program::prefetch_targets(Hook hook, const LookaheadKey& k) const {
   }
 }
 
+// Stage 3: the chains the slot's chain jumps to from its first rules (the
+// KUBE-SEP chains of a KUBE-SVC chain, one per endpoint: which of them the
+// statistic match picks is known only in the walk). Their first two rules,
+// one line each: the endpoint's masquerade test and its DNAT.
+void Program::prefetch_jumps(Hook hook, const LookaheadKey& k) const {
+  for (const Lookahead& a : lookahead_[size_t(hook)]) {
+    if (a.segment == kNone) break;
+    if (a.table == TableId::kNat && !k.with_nat) continue;
+    const HashIndex& hi = hashes_[segments_[a.segment].index];
+    const HashSlot* e = find_slot(hi, hash_key(hi.with_dst, k.dst, k.proto, k.dport));
+    if (e == nullptr || e->chain == kNone) continue;
+    constexpr uint32_t kRules = 4, kLines = 2;
+    const uint32_t rule_end = std::min(e->rule_end, e->rule_begin + kRules);
+    for (uint32_t r = e->rule_begin; r < rule_end; ++r) {
+      const CompiledTarget& t = rules_[r].target;
+      if (t.kind != TargetKind::kJump && t.kind != TargetKind::kGoto) continue;
+      const uint32_t end = std::min(t.data.jump.rule_end, t.data.jump.rule_begin + kLines);
+      for (uint32_t j = t.data.jump.rule_begin; j < end; ++j) __builtin_prefetch(&rules_[j]);
+    }
+  }
+}
+
 void Program::start(Walk& w, Packet& p, HookResult& res) const {
   w.p = &p;
   w.res = &res;

@@ -59,14 +59,15 @@ class Program {
   }
   void prefetch_slots(Hook hook, const LookaheadKey& k) const;
   void prefetch_targets(Hook hook, const LookaheadKey& k) const;
+  void prefetch_jumps(Hook hook, const LookaheadKey& k) const;
   static constexpr uint32_t kLookahead = 2;  // hash segments per hook
-  // Runs visit(i) for i = 0 .. count - 1 in order, stage 1 of item i + 8 and
-  // stage 2 of item i + 4 issued before it: each prefetch has a few items'
-  // work to arrive in. key(i, k) fills item i's key, false when item i
-  // evaluates nothing.
+  // Runs visit(i) for i = 0 .. count - 1 in order, stage 1 of item i + 8,
+  // stage 2 of item i + 4 and stage 3 of item i + 2 issued before it: each
+  // prefetch has a few items' work to arrive in. key(i, k) fills item i's
+  // key, false when item i evaluates nothing.
   template <class KeyFn, class VisitFn>
   void with_lookahead(Hook hook, uint32_t count, KeyFn&& key, VisitFn&& visit) const {
-    constexpr uint32_t kSlotsAhead = 8, kTargetsAhead = 4;
+    constexpr uint32_t kSlotsAhead = 8, kTargetsAhead = 4, kJumpsAhead = 2;
     if (lookahead_[size_t(hook)][0].segment == kNone) {
       for (uint32_t i = 0; i < count; ++i) visit(i);
       return;
@@ -78,9 +79,13 @@ class Program {
     for (uint32_t i = 0; i < count && i < kTargetsAhead; ++i) {
       if (key(i, k)) prefetch_targets(hook, k);
     }
+    for (uint32_t i = 0; i < count && i < kJumpsAhead; ++i) {
+      if (key(i, k)) prefetch_jumps(hook, k);
+    }
     for (uint32_t i = 0; i < count; ++i) {
       if (i + kSlotsAhead < count && key(i + kSlotsAhead, k)) prefetch_slots(hook, k);
       if (i + kTargetsAhead < count && key(i + kTargetsAhead, k)) prefetch_targets(hook, k);
+      if (i + kJumpsAhead < count && key(i + kJumpsAhead, k)) prefetch_jumps(hook, k);
       visit(i);
     }
   }
