@@ -800,25 +800,29 @@ const Program::HashSlot* Program::find_slot(const HashIndex& hi, uint64_t key) c
   }
 }
 
-void Program::prefetch_slots(Hook hook, const LookaheadKey& k) const {
+template <class Fn>
+void Program::for_each_lookahead(Hook hook, const LookaheadKey& k, Fn&& fn) const {
   for (const Lookahead& a : lookahead_[size_t(hook)]) {
     if (a.segment == kNone) break;
     if (a.table == TableId::kNat && !k.with_nat) continue;
     const HashIndex& hi = hashes_[segments_[a.segment].index];
-    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(hash_key(hi.with_dst, k.dst, k.proto, k.dport), hi.mask)]);
+    fn(hi, hash_key(hi.with_dst, k.dst, k.proto, k.dport));
   }
 }
 
+void Program::prefetch_slots(Hook hook, const LookaheadKey& k) const {
+  for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
+    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(key, hi.mask)]);
+  });
+}
+
 void Program::prefetch_targets(Hook hook, const LookaheadKey& k) const {
-  for (const Lookahead& a : lookahead_[size_t(hook)]) {
-    if (a.segment == kNone) break;
-    if (a.table == TableId::kNat && !k.with_nat) continue;
-    const HashIndex& hi = hashes_[segments_[a.segment].index];
-    const HashSlot* e = find_slot(hi, hash_key(hi.with_dst, k.dst, k.proto, k.dport));
-    if (e == nullptr) continue;
+  for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
+    const HashSlot* e = find_slot(hi, key);
+    if (e == nullptr) return;
     if (e->chain == kNone) {
       __builtin_prefetch(&rules_[e->rule]);
-      continue;
+      return;
     }
     // The chain's first rules and their matches (kube-proxy's KUBE-SVC
     // chain: a line per rule, two matches a line) and its first cold match.
@@ -828,7 +832,7 @@ void Program::prefetch_targets(Hook hook, const LookaheadKey& k) const {
     const uint32_t match_end = std::min(e->match_begin + kMatches, uint32_t(matches_.size()));
     for (uint32_t m = e->match_begin; m < match_end; m += 2) __builtin_prefetch(&matches_[m]);
     if (e->cold_begin != kNone) __builtin_prefetch(&cold_matches_[e->cold_begin]);
-  }
+  });
 }
 
 // Stage 3: the chains the slot's chain jumps to from its first rules (the
@@ -836,12 +840,9 @@ void Program::prefetch_targets(Hook hook, const LookaheadKey& k) const {
 // statistic match picks is known only in the walk). Their first two rules,
 // one line each: the endpoint's masquerade test and its DNAT.
 void Program::prefetch_jumps(Hook hook, const LookaheadKey& k) const {
-  for (const Lookahead& a : lookahead_[size_t(hook)]) {
-    if (a.segment == kNone) break;
-    if (a.table == TableId::kNat && !k.with_nat) continue;
-    const HashIndex& hi = hashes_[segments_[a.segment].index];
-    const HashSlot* e = find_slot(hi, hash_key(hi.with_dst, k.dst, k.proto, k.dport));
-    if (e == nullptr || e->chain == kNone) continue;
+  for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
+    const HashSlot* e = find_slot(hi, key);
+    if (e == nullptr || e->chain == kNone) return;
     constexpr uint32_t kRules = 4, kLines = 2;
     const uint32_t rule_end = std::min(e->rule_end, e->rule_begin + kRules);
     for (uint32_t r = e->rule_begin; r < rule_end; ++r) {
@@ -850,7 +851,7 @@ void Program::prefetch_jumps(Hook hook, const LookaheadKey& k) const {
       const uint32_t end = std::min(t.data.jump.rule_end, t.data.jump.rule_begin + kLines);
       for (uint32_t j = t.data.jump.rule_begin; j < end; ++j) __builtin_prefetch(&rules_[j]);
     }
-  }
+  });
 }
 
 void Program::start(Walk& w, Packet& p, HookResult& res) const {

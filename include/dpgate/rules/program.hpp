@@ -298,6 +298,10 @@ class Program {
   void start(Walk& w, Packet& p, HookResult& res) const;
   void walk(Hook hook, Walk& w, MatchState& st) const;
   const HashSlot* find_slot(const HashIndex& hi, uint64_t key) const;
+  // Calls fn(hash index, key) for each hash segment `hook` looks ahead to
+  // that packet `k` walks (nat only when k.with_nat): the three prefetch stages.
+  template <class Fn>
+  void for_each_lookahead(Hook hook, const LookaheadKey& k, Fn&& fn) const;
   uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                            PayloadScan& scan) const;
   bool rule_matches(uint32_t r, const Packet& p, MatchState& st, PayloadScan& scan) const;
