@@ -69,10 +69,10 @@ std::string format_conntrack(const FlowInfo& f) {
     out += ' ';
   }
   append_tuple(out, f.orig, f.icmp_type);
-  append_counters(out, f.packets[0], f.bytes[0]);
+  if (f.accounted) append_counters(out, f.packets[0], f.bytes[0]);
   if (!(f.status & status::kSeenReply)) out += "[UNREPLIED] ";
   append_tuple(out, f.reply, icmp_reply_type(f.icmp_type));
-  append_counters(out, f.packets[1], f.bytes[1]);
+  if (f.accounted) append_counters(out, f.packets[1], f.bytes[1]);
   if (f.status & status::kAssured) out += "[ASSURED] ";
   std::snprintf(buf, sizeof(buf), "mark=%u use=1", f.mark);
   out += buf;

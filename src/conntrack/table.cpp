@@ -11,12 +11,12 @@ namespace dpgate::conntrack {
 
 namespace {
 
-// The compact reply tuple is compared as the first 36 bytes of a FiveTuple.
+// A reply key is compared in three parts: its ports against the entry's
+// reply ports, its protocol and family (and the zero pad) against the
+// original tuple's, its addresses against the reply addresses.
 static_assert(offsetof(net::FiveTuple, src_port) == 32);
 static_assert(offsetof(net::FiveTuple, proto) == 36);
-static_assert(offsetof(Entry, reply_dst) == offsetof(Entry, reply_src) + 16);
-static_assert(offsetof(Entry, reply_sport) == offsetof(Entry, reply_src) + 32);
-static_assert(offsetof(Entry, reply_dport) == offsetof(Entry, reply_src) + 34);
+static_assert(offsetof(Entry, reply_dport) == offsetof(Entry, reply_sport) + 2);
 
 constexpr uint32_t kMaxTicks = 1u << 30;  // keeps signed deadline comparisons exact
 
@@ -48,6 +48,7 @@ Table::Table(const TableConfig& config)
   while ((uint64_t{2} << shift_) <= per_4ms) ++shift_;
 
   entries_ = util::HugeArray<Entry>(capacity_);
+  if (config.accounting) counters_ = util::HugeArray<Counters>(capacity_);
   buckets_ = util::HugeArray<Bucket>(buckets);
   free_.reserve(capacity_);
   for (uint32_t i = capacity_; i > 0; --i) free_.push_back(i - 1);
@@ -99,9 +100,17 @@ uint32_t Table::seconds_to_ticks(uint32_t seconds) const {
 [[gnu::always_inline]] inline bool Table::key_matches(uint32_t ref, const net::FiveTuple& key) const {
   const Entry& e = entries_[ref >> 1];
   if ((ref & 1) == 0) return std::memcmp(&e.orig, &key, sizeof(key)) == 0;
+  // Ports, protocol, family and pad in one word; then the addresses, an
+  // IPv4 flow's from line 0 (an IPv4 key's other address bytes are zero).
   const auto* k = reinterpret_cast<const uint8_t*>(&key);
-  return std::memcmp(&e.reply_src, k, 36) == 0 &&
-         std::memcmp(reinterpret_cast<const uint8_t*>(&e.orig) + 36, k + 36, 4) == 0;
+  uint64_t key_word, ports, tail;
+  std::memcpy(&key_word, k + 32, 8);
+  std::memcpy(&ports, &e.reply_sport, 4);
+  std::memcpy(&tail, reinterpret_cast<const uint8_t*>(&e.orig) + 36, 4);
+  ports &= 0xffffffffULL;
+  if (key_word != (ports | tail << 32)) return false;
+  if (key.family == net::Family::kIpv4) return key.src.v4() == e.reply_src4 && key.dst.v4() == e.reply_dst4;
+  return key.src == e.reply_src && key.dst == e.reply_dst;
 }
 
 uint32_t Table::find_ref(const net::FiveTuple& key, uint64_t h) const {
@@ -267,9 +276,11 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
       h[i] = hash(key(i));
       __builtin_prefetch(&buckets_[static_cast<uint32_t>(h[i]) & mask_]);
     }
-    // First signature hit in the home bucket: prefetch both lines of its
-    // entry. No hit but the bucket overflowed: the key may sit in the next
-    // bucket (linear probing), so prefetch that one and look there after.
+    // First signature hit in the home bucket: prefetch its entry, line 0
+    // for an IPv4 key (all its lookup and tracking read), both lines
+    // otherwise, and the flow's counters with accounting. No hit but the
+    // bucket overflowed: the key may sit in the next bucket (linear
+    // probing), so prefetch that one and look there after.
     unsigned spilled[kMaxBulk];
     unsigned n_spilled = 0;
     auto first_hit = [&](unsigned i, uint32_t b) {
@@ -280,7 +291,8 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
           cand[i] = bk.ref[s];
           const Entry* e = &entries_[bk.ref[s] >> 1];
           __builtin_prefetch(e);
-          __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
+          if (key(i).family != net::Family::kIpv4) __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
+          if (counters_.size() != 0) __builtin_prefetch(&counters_[bk.ref[s] >> 1]);
           return true;
         }
       }
@@ -321,6 +333,17 @@ bool Table::in_use(const net::FiveTuple& t, uint64_t now) const {
   return ref != kNoRef && !expired(entries_[ref >> 1], coarse(now));
 }
 
+void Table::set_reply(Entry& e, const net::FiveTuple& reply) {
+  e.reply_src = reply.src;
+  e.reply_dst = reply.dst;
+  e.reply_sport = reply.src_port;
+  e.reply_dport = reply.dst_port;
+  if (reply.family == net::Family::kIpv4) {
+    e.reply_src4 = reply.src.v4();
+    e.reply_dst4 = reply.dst.v4();
+  }
+}
+
 Entry* Table::insert(const net::FiveTuple& orig, const net::FiveTuple& reply, const L4Info& first,
                      uint64_t now, InsertStatus* status) {
   if (!may_start_flow(orig, first, timeouts_)) {
@@ -342,10 +365,8 @@ Entry* Table::insert(const net::FiveTuple& orig, const net::FiveTuple& reply, co
   Entry& e = entries_[idx];
   e = Entry{};
   e.orig = orig;
-  e.reply_src = reply.src;
-  e.reply_dst = reply.dst;
-  e.reply_sport = reply.src_port;
-  e.reply_dport = reply.dst_port;
+  set_reply(e, reply);
+  if (counters_.size() != 0) counters_[idx] = Counters{};
   e.kind = EntryKind::kFlow;
   e.owner = owner_;
   e.epoch = epoch_;
@@ -385,10 +406,7 @@ Entry* Table::insert_redirect(const net::FiveTuple& reply, uint8_t owner, uint16
   // reply shares with it (protocol, family).
   e.orig.proto = reply.proto;
   e.orig.family = reply.family;
-  e.reply_src = reply.src;
-  e.reply_dst = reply.dst;
-  e.reply_sport = reply.src_port;
-  e.reply_dport = reply.dst_port;
+  set_reply(e, reply);
   e.kind = EntryKind::kRedirect;
   e.owner = owner;
   e.epoch = epoch_;
@@ -509,10 +527,14 @@ FlowInfo Table::info(const Entry& e, uint64_t now) const {
   f.seconds_left = seconds_left(e, now);
   f.owner = e.owner;
   f.icmp_type = e.orig.proto == 1 ? static_cast<uint8_t>(e.aux) : 0;
-  f.packets[0] = e.packets_orig;
-  f.packets[1] = e.packets_reply;
-  f.bytes[0] = e.bytes_orig;
-  f.bytes[1] = e.bytes_reply;
+  if (counters_.size() != 0) {
+    const Counters& c = counters_[index_of(e)];
+    f.accounted = true;
+    for (unsigned d = 0; d < 2; ++d) {
+      f.packets[d] = c.packets[d];
+      f.bytes[d] = c.bytes[d];
+    }
+  }
   return f;
 }
 

@@ -254,8 +254,12 @@ TrackResult Table::track_udp(Entry& e, Direction /*dir*/, uint32_t now_c) {
   if (e.status & status::kSeenReply) {
     // Traffic both ways: a UDP stream. The longer timeout only once the
     // flow is still active two seconds after it began (6.1).
+    // Once a stream, always one: the flag spares reading aux (line 1).
     uint32_t timeout = ticks_.udp;
-    if (static_cast<int32_t>(now_c - e.aux) > 0) timeout = ticks_.udp_stream;
+    if ((e.flags & entry_flag::kUdpStream) || static_cast<int32_t>(now_c - e.aux) > 0) {
+      e.flags |= entry_flag::kUdpStream;
+      timeout = ticks_.udp_stream;
+    }
     refresh(e, now_c, timeout);
     e.status |= status::kAssured;
   } else {

@@ -9,6 +9,7 @@ namespace {
 CtView from_entry(const Table& t, const Entry& e, Direction dir, uint16_t state, uint64_t now) {
   CtView v;
   ct_view_fill_scalars(v, t, e, dir, state, now, true);
+  v.mark = e.mark;
   ct_view_tuples(v, e);
   return v;
 }

@@ -252,11 +252,15 @@ Config load(const libconfig::Config& lc, const std::string& path) {
   if (root.exists("conntrack")) {
     const libconfig::Setting& g = root["conntrack"];
     expect_type(g, libconfig::Setting::TypeGroup, "a group { max_flows = ...; timeouts = { ... }; }");
-    only_keys(g, {"max_flows", "tcp_loose", "timeouts"});
+    only_keys(g, {"max_flows", "tcp_loose", "accounting", "timeouts"});
     optional_uint(g, "max_flows", cfg.conntrack_max_flows, 1024, 1 << 26);
     if (g.exists("tcp_loose")) {
       expect_type(g["tcp_loose"], libconfig::Setting::TypeBoolean, "true or false");
       cfg.conntrack_timeouts.tcp_loose = g["tcp_loose"];
+    }
+    if (g.exists("accounting")) {
+      expect_type(g["accounting"], libconfig::Setting::TypeBoolean, "true or false");
+      cfg.conntrack_accounting = g["accounting"];
     }
     if (g.exists("timeouts")) {
       const libconfig::Setting& t = g["timeouts"];

@@ -142,6 +142,7 @@ std::variant<std::unique_ptr<Runtime>, std::string> Runtime::create(const Config
   flow_config.capacity = std::max<uint32_t>(config.conntrack_max_flows / config.workers, 1024);
   flow_config.ticks_per_second = r.tsc_hz;
   flow_config.timeouts = config.conntrack_timeouts;
+  flow_config.accounting = config.conntrack_accounting;
   // A secret per start: with a known seed, anyone sending through the
   // router can pick tuples that share a bucket chain (hash flooding).
   // rte_rand is seeded from getentropy() at EAL init.

@@ -426,7 +426,7 @@ void track(Worker& w, Burst& b) {
       } else if (e != nullptr) {
         b.related[i] = true;
         b.ct[i] = conntrack::ct_view_related(table, *e, b.dir[i], b.now);
-        b.ct_mark[i] = e->mark;
+        b.ct_mark[i] = e->mark;  // RELATED is rare: the view read line 1 already
       } else {
         // The quoted packet left with a translated source: its flow is owned
         // by the worker that port belongs to (DESIGN §3 point 2).
@@ -455,7 +455,7 @@ void track(Worker& w, Burst& b) {
       if (result != conntrack::TrackResult::kReopen) {
         b.ct_tuples_pending[i] = conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now,
                                                             b.rules->packet_fields & rules::packet_field::kCtExpire);
-        b.ct_mark[i] = e->mark;
+        if (b.rules->packet_fields & rules::packet_field::kCtMark) b.ct_mark[i] = e->mark;
         if (result == conntrack::TrackResult::kInvalid) w.counters.ct_invalid.add(1);
         continue;
       }
@@ -535,7 +535,9 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
   }
   b.mark[i] = res.mark;
   b.ct_mark[i] = res.ct_mark;
-  if (b.flow[i] != nullptr) b.flow[i]->mark = res.ct_mark;
+  // Without a rule that reads or sets the connmark it was never loaded
+  // (it lies in the entry's second line) and cannot have changed.
+  if (b.flow[i] != nullptr && (b.rules->packet_fields & rules::packet_field::kCtMark)) b.flow[i]->mark = res.ct_mark;
   if (res.notrack) {
     b.is_new[i] = false;
     b.ct[i] = conntrack::ct_view_untracked();

@@ -98,12 +98,14 @@ uint32_t Ruleset::fields_read() const {
                           c->repl_src_port.value || c->repl_dst_port.value;
       return (tuples ? packet_field::kCtTuples : 0) | (c->expire.value ? packet_field::kCtExpire : 0);
     }
+    if (const auto* mk = std::get_if<MarkMatch>(&m)) return mk->connmark ? packet_field::kCtMark : 0;
     return 0;
   };
   for (const auto& t : tables) {
     for (const auto& c : t.chains) {
       for (const auto& r : c.rules) {
         for (const Match& m : r.matches) fields |= read_by(m);
+        if (std::holds_alternative<ConnmarkTarget>(r.target)) fields |= packet_field::kCtMark;
       }
     }
   }

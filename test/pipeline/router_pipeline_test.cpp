@@ -520,6 +520,71 @@ TEST_CASE("a stateful filter lets replies of allowed connections in and nothing 
   CHECK(r.worker().flows->size() == 1);
 }
 
+TEST_CASE("a connmark set on a connection's first packet stays with the flow, also through rules that never read it") {
+  RingRouter r(kStaticNeighbours);
+  const std::string marking = R"(*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i lan -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x7/0xffffffff
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m connmark --mark 0x7 -j ACCEPT
+COMMIT
+)";
+  load_rules(r, marking);
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 80, 0x02));
+  REQUIRE(r.sent(kWan).size() == 1);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.1.2", 40000, 0x12));
+  CHECK(r.sent(kLan).size() == 1);  // the reply carries the flow's mark
+  // Rules that neither read nor set a connmark: the worker does not load it
+  // (it lies in the entry's second line) and must not overwrite it either.
+  load_rules(r, kStatefulFilter);
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 80, 0x10));
+  CHECK(r.sent(kWan).size() == 1);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.1.2", 40000, 0x10));
+  CHECK(r.sent(kLan).size() == 1);
+  // Back to a filter on the mark: the flow still has it, another has none.
+  load_rules(r, marking.substr(marking.find("*filter")));
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.1.2", 40000, 0x10));
+  CHECK(r.sent(kLan).size() == 1);
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40001, 80, 0x02));
+  CHECK(r.sent(kWan).empty());
+  uint32_t marks = 0, flows = 0;
+  r.worker().flows->for_each(0, 1024, rte_rdtsc(), [&](const conntrack::Entry& e) {
+    if (e.orig.src_port == net::to_be16(40000)) marks = e.mark;
+    ++flows;
+  });
+  CHECK(marks == 7);
+  CHECK(flows == 1);  // the unmarked SYN was dropped before its flow was confirmed
+}
+
+TEST_CASE("per-flow counters are kept only with conntrack accounting on, as the kernel's nf_conntrack_acct") {
+  for (const bool on : {false, true}) {
+    INFO("accounting " << on);
+    RingRouter r(kStaticNeighbours + std::string(on ? "conntrack = { accounting = true; };\n" : ""));
+    load_rules(r, kStatefulFilter);
+    CHECK(r.worker().flows->accounting() == on);
+    r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 80, 0x02));
+    r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.1.2", 40000, 0x12));
+    r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 80, 0x10));
+    REQUIRE(r.sent(kWan).size() == 2);
+    conntrack::FlowInfo info;
+    r.worker().flows->for_each(0, 1024, rte_rdtsc(), [&](const conntrack::Entry& e) {
+      info = r.worker().flows->info(e, rte_rdtsc());
+    });
+    CHECK(info.accounted == on);
+    CHECK(info.packets[0] == (on ? 2u : 0u));
+    CHECK(info.packets[1] == (on ? 1u : 0u));
+    CHECK(info.bytes[0] == (on ? 80u : 0u));
+  }
+}
+
 TEST_CASE("what the router sends itself traverses OUTPUT: errors are RELATED, echo replies ESTABLISHED, a DROP silences them") {
   RingRouter r(kStaticNeighbours);
   load_rules(r, R"(*filter

@@ -84,37 +84,39 @@ constexpr uint16_t nat_status(const net::FiveTuple& orig, const net::FiveTuple& 
 }
 
 // 128 bytes, two cache lines, every field naturally aligned. Line 0 holds
-// the original tuple and what per-packet tracking reads; line 1 the reply
-// tuple (less its proto/family, which it shares with the original) and the
-// rest of the counters. A lookup touches both lines, so the table prefetches
-// both.
+// everything a packet of an IPv4 flow needs in either direction: the
+// original tuple, the reply tuple's IPv4 addresses and its ports, and what
+// per-packet tracking reads and writes. Line 1 holds the reply addresses at
+// full width (IPv6, and the whole tuple for the control thread), the
+// connmark (read only when a rule reads or sets it) and the protocol's
+// extra word. A lookup of an IPv4 key therefore fetches one line.
+// Per-flow packet and byte counters, when accounting is on, live beside the
+// table (Table::counters), as the kernel keeps them in an extension.
 //
 // Written by the owning worker only (Table's single writer); never shared.
 struct alignas(64) Entry {
   // line 0
   net::FiveTuple orig;
+  net::be32 reply_src4{};   // IPv4 flows: reply_src.v4(), reply_dst.v4()
+  net::be32 reply_dst4{};
+  net::be16 reply_sport{};  // ICMP: the identifier (as the tuple's src_port)
+  net::be16 reply_dport{};
   uint32_t deadline = 0;  // in the table's coarse ticks; wraps, compared signed
-  uint32_t mark = 0;      // the connmark (CONNMARK, -m connmark)
   uint16_t status = 0;    // status:: bits
   uint8_t epoch = 0;      // the burst that last touched it (Table::begin_burst)
-  uint8_t flags = 0;      // free for the worker (e.g. a cached filter verdict)
   EntryKind kind = EntryKind::kFree;
   uint8_t proto_state = 0;  // TcpState for TCP, 0 otherwise
   uint8_t tcp_last = 0;     // TCP: last flag class, its direction, close/open flags
   uint8_t owner = 0;        // the worker that owns the flow
-  uint64_t packets_orig = 0;
+  uint8_t flags = 0;        // entry_flag:: bits
   // line 1
   net::IpAddr reply_src;
   net::IpAddr reply_dst;
-  net::be16 reply_sport{};
-  net::be16 reply_dport{};
   // TCP: end sequence of the last ignored segment (netfilter's last_end);
   // UDP: the coarse tick after which a replied flow counts as a stream;
   // ICMP: the request type of the original direction.
   uint32_t aux = 0;
-  uint64_t packets_reply = 0;
-  uint64_t bytes_orig = 0;
-  uint64_t bytes_reply = 0;
+  uint32_t mark = 0;  // the connmark (CONNMARK, -m connmark)
 
   net::FiveTuple reply() const {
     net::FiveTuple t = orig;
@@ -127,16 +129,29 @@ struct alignas(64) Entry {
   net::FiveTuple tuple(Direction d) const { return d == Direction::kOriginal ? orig : reply(); }
   TcpState tcp_state() const { return static_cast<TcpState>(proto_state); }
   bool has(uint16_t bits) const { return (status & bits) == bits; }
-  uint64_t packets(Direction d) const {
-    return d == Direction::kOriginal ? packets_orig : packets_reply;
-  }
-  uint64_t bytes(Direction d) const { return d == Direction::kOriginal ? bytes_orig : bytes_reply; }
   bool is_redirect() const { return kind == EntryKind::kRedirect; }
+  bool is_ipv4() const { return orig.family == net::Family::kIpv4; }
+  // The reply tuple's addresses, from line 0 for an IPv4 flow.
+  net::IpAddr reply_source() const { return is_ipv4() ? net::IpAddr::from_v4(reply_src4) : reply_src; }
+  net::IpAddr reply_destination() const { return is_ipv4() ? net::IpAddr::from_v4(reply_dst4) : reply_dst; }
 };
 static_assert(sizeof(Entry) == 128, "an entry is two cache lines");
 static_assert(alignof(Entry) == 64);
-static_assert(offsetof(Entry, packets_orig) == 56, "line 0 ends with the original counters");
-static_assert(offsetof(Entry, reply_src) == 64, "the reply tuple opens line 1");
+static_assert(offsetof(Entry, flags) == 63, "line 0 ends with the flags");
+static_assert(offsetof(Entry, reply_src) == 64, "the full reply addresses open line 1");
+
+// Entry::flags.
+namespace entry_flag {
+// UDP: the flow has seen a reply and outlived udp_stream_after: a stream
+// (aux need not be read again).
+inline constexpr uint8_t kUdpStream = 1u << 0;
+}  // namespace entry_flag
+
+// A flow's packet and byte counters per direction (nf_conn_acct).
+struct Counters {
+  uint64_t packets[2] = {0, 0};
+  uint64_t bytes[2] = {0, 0};
+};
 
 // What a packet of direction `d` looks like after the flow's NAT: the
 // inverse of the other direction's tuple. For an untranslated flow this is
@@ -160,12 +175,12 @@ struct Endpoint {
 inline Endpoint translated_destination(const Entry& e, Direction d) {
   // dst of invert(T) is T.src, and its port T.src_port (ICMP keeps ports)
   if (opposite(d) == Direction::kOriginal) return {e.orig.src, e.orig.src_port};
-  return {e.reply_src, e.reply_sport};
+  return {e.reply_source(), e.reply_sport};
 }
 inline Endpoint translated_source(const Entry& e, Direction d) {
   const bool icmp = e.orig.proto == 1;
   if (opposite(d) == Direction::kOriginal) return {e.orig.dst, icmp ? e.orig.src_port : e.orig.dst_port};
-  return {e.reply_dst, icmp ? e.reply_sport : e.reply_dport};
+  return {e.reply_destination(), icmp ? e.reply_sport : e.reply_dport};
 }
 
 // The NAT binding the reply tuple implies (status bits kSrcNat / kDstNat say

@@ -42,6 +42,11 @@ struct TableStats {
 
 struct TableConfig {
   uint32_t capacity = 65536;  // flows and stubs; memory is 128 B per entry plus the index
+  // Per-flow packet and byte counters (nf_conntrack_acct): 32 B more per
+  // entry and a cache line more per packet. Off by default, as the
+  // kernel's; `conntrack -L` then prints no packets=/bytes=, as the
+  // kernel's does.
+  bool accounting = false;
   // The unit of every `now` argument: rte_get_tsc_hz() when `now` is
   // rte_rdtsc(), 1e9 for nanoseconds. Deadlines are kept in coarse ticks
   // of about 2-4 ms (a power-of-two number of these units), like jiffies.
@@ -69,6 +74,7 @@ struct FlowInfo {
   uint32_t seconds_left = 0;
   uint8_t owner = 0;
   uint8_t icmp_type = 0;  // ICMP flows: the original direction's type
+  bool accounted = false;  // the table counts packets and bytes (the two below)
   uint64_t packets[2] = {0, 0};
   uint64_t bytes[2] = {0, 0};
 };
@@ -148,7 +154,7 @@ class Table {
                          uint64_t now, uint32_t timeout_s, InsertStatus* status = nullptr);
 
   // Tracks one packet of a looked-up flow (not a stub): the protocol state
-  // machine, timeout refresh, SEEN_REPLY / ASSURED, counters. On kReopen
+  // machine, timeout refresh, SEEN_REPLY / ASSURED, counters (with accounting). On kReopen
   // the entry has been killed; on a RST before any reply the packet is
   // accepted and the entry killed, as netfilter does (e.kind is then no
   // longer kFlow: the packet may still use it until the next begin_burst).
@@ -225,6 +231,9 @@ class Table {
   const Timeouts& timeouts() const { return timeouts_; }
   uint8_t owner() const { return owner_; }
   uint64_t hash_seed() const { return seed_; }
+  bool accounting() const { return counters_.size() != 0; }
+  // The flow's counters; accounting() must be on.
+  const Counters& counters(const Entry& e) const { return counters_[index_of(e)]; }
 
  private:
   static constexpr unsigned kSlots = 7;
@@ -261,6 +270,7 @@ class Table {
   static bool live_kind(EntryKind k) { return k == EntryKind::kFlow || k == EntryKind::kRedirect; }
   bool key_matches(uint32_t ref, const net::FiveTuple& key) const;
   uint32_t find_ref(const net::FiveTuple& key, uint64_t h) const;
+  static void set_reply(Entry& e, const net::FiveTuple& reply);
   void link(uint32_t ref, uint64_t h);
   void unlink(uint32_t ref, const net::FiveTuple& key);
   void unlink_entry(uint32_t idx);
@@ -269,14 +279,12 @@ class Table {
   uint32_t take_free(uint64_t h, uint32_t now_c, InsertStatus* status);
   bool reclaim_if_stale(const net::FiveTuple& t, uint64_t h, uint32_t now_c);
   void refresh(Entry& e, uint32_t now_c, uint32_t ticks) { e.deadline = now_c + ticks; }
-  static void account(Entry& e, Direction dir, const L4Info& p) {
-    if (dir == Direction::kOriginal) {
-      ++e.packets_orig;
-      e.bytes_orig += p.ip_len;
-    } else {
-      ++e.packets_reply;
-      e.bytes_reply += p.ip_len;
-    }
+  uint32_t index_of(const Entry& e) const { return static_cast<uint32_t>(&e - entries_.get()); }
+  void account(const Entry& e, Direction dir, const L4Info& p) {
+    if (counters_.size() == 0) return;
+    Counters& c = counters_[index_of(e)];
+    ++c.packets[static_cast<unsigned>(dir)];
+    c.bytes[static_cast<unsigned>(dir)] += p.ip_len;
   }
   TrackResult track_tcp(Entry& e, Direction dir, const L4Info& p, uint32_t now_c);
   TrackResult track_udp(Entry& e, Direction dir, uint32_t now_c);
@@ -298,6 +306,7 @@ class Table {
   Ticks ticks_;
   util::HugeArray<Entry> entries_;    // on huge pages where THP allows: a lookup of
   util::HugeArray<Bucket> buckets_;   // a random flow among millions misses no TLB
+  util::HugeArray<Counters> counters_;  // one per entry with accounting, else none
   std::vector<uint32_t> free_;       // stack of free entry indexes
   std::vector<uint32_t> graveyard_;  // killed this burst, freed at begin_burst
   TableStats stats_;

@@ -47,12 +47,14 @@ struct CtView {
 CtView ct_view(const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now);
 
 // ct_view() in two parts for the data plane's fast path: the scalars
-// (state, status, direction, mark, and the expiry when `with_expire`: a
+// (state, status, direction, and the expiry when `with_expire`: a
 // division per packet that only --ctexpire needs) written into `v` now, the
 // 80 bytes of tuples by ct_view_tuples() only when a rule will read them (an
 // established packet usually meets no rule). The tuples of an entry never
 // change, so filling them later gives the same view. ct_view_scalars()
-// returns false when `v` is already complete (the INVALID view).
+// returns false when `v` is already complete (the INVALID view). The
+// connmark is not filled: it lies in the entry's second line, and the data
+// plane reads it only when a rule reads or sets it (packet_field::kCtMark).
 // Inline: the data plane builds one per tracked packet.
 bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,
                      bool with_expire = true);
@@ -76,7 +78,7 @@ constexpr uint16_t nat_state_bits(uint16_t st) {
                                ((st & status::kDstNat) ? ct_state::kDnat : 0));
 }
 
-// The scalars of a packet of flow `e` whose ctinfo gives `state`.
+// The scalars of a packet of flow `e` whose ctinfo gives `state`, but the mark.
 inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state,
                                  uint64_t now, bool with_expire) {
   v.state = static_cast<uint16_t>(state | nat_state_bits(e.status));
@@ -84,7 +86,6 @@ inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Dire
   v.dir = dir;
   v.has_flow = true;
   v.confirmed = true;
-  v.mark = e.mark;
   v.expire_s = with_expire ? t.seconds_left(e, now) : 0;
 }
 

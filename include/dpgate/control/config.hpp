@@ -67,6 +67,7 @@ struct Config {
   // Connection tracking (used while rules are loaded).
   uint32_t conntrack_max_flows = 1 << 20;  // all workers together; each gets an equal share
   conntrack::Timeouts conntrack_timeouts;  // netfilter's defaults
+  bool conntrack_accounting = false;       // per-flow counters (nf_conntrack_acct, off by default)
   uint32_t recent_size = 65536;            // xt_recent addresses, all lists together
   std::vector<uint32_t> local_addresses;   // also LOCAL for -m addrtype (node IPs, VIPs), host order
   // Operations.

@@ -349,13 +349,14 @@ struct Table {
 };
 
 // Packet fields that cost the data plane work to fill and that only some
-// matches read; Ruleset::fields_read() says which its rules need, and the
-// rest are left unset.
+// matches (or, for the connmark, targets) read; Ruleset::fields_read() says
+// which its rules need, and the rest are left unset.
 namespace packet_field {
 constexpr uint32_t kAddrType = 1u << 0;    // src_type, dst_type: -m addrtype
 constexpr uint32_t kCtTuples = 1u << 1;    // ct_orig, ct_reply: --ctproto, --ctorig*, --ctrepl*
 constexpr uint32_t kTcpOptions = 1u << 2;  // tcp_options: --tcp-option
 constexpr uint32_t kCtExpire = 1u << 3;    // ct_expire: --ctexpire
+constexpr uint32_t kCtMark = 1u << 4;      // ct_mark, read or set: -m connmark, -j CONNMARK
 }  // namespace packet_field
 
 struct Ruleset {
@@ -364,7 +365,7 @@ struct Ruleset {
   Table& table(TableId t) { return tables[size_t(t)]; }
   const Table& table(TableId t) const { return tables[size_t(t)]; }
   size_t rule_count() const;
-  uint32_t fields_read() const;  // packet_field:: bits some rule's match reads
+  uint32_t fields_read() const;  // packet_field:: bits some rule's match (or target) reads
   size_t chain_count() const;
   size_t table_count() const;
   bool has_rule_counters() const;

@@ -69,12 +69,21 @@ inline L4Info icmp_msg(uint8_t type) {
   return p;
 }
 
-inline TableConfig config(uint32_t capacity, Timeouts timeouts = {}) {
+inline TableConfig config(uint32_t capacity, Timeouts timeouts = {}, bool accounting = false) {
   TableConfig c;
   c.capacity = capacity;
   c.ticks_per_second = kHz;
   c.timeouts = timeouts;
+  c.accounting = accounting;
   return c;
+}
+
+// A flow's packet count in one direction (the table counts with accounting on).
+inline uint64_t packets(const Table& t, const Entry& e, Direction d) {
+  return t.counters(e).packets[static_cast<unsigned>(d)];
+}
+inline uint64_t bytes(const Table& t, const Entry& e, Direction d) {
+  return t.counters(e).bytes[static_cast<unsigned>(d)];
 }
 
 }  // namespace ct_test

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <set>
 #include <vector>
@@ -457,7 +458,7 @@ TEST_CASE("a killed entry stays readable for the rest of the burst and is freed 
 }
 
 TEST_CASE("conntrack -L prints a flow as conntrack-tools does") {
-  Table t(config(4));
+  Table t(config(4, {}, true));
   const auto c = tcp("198.18.0.1", 40000, "198.18.1.1", 80);
   Entry* e = t.insert(c, invert(c), syn(), kT0);
   CHECK(format_conntrack(t.info(*e, kT0)) ==
@@ -471,6 +472,118 @@ TEST_CASE("conntrack -L prints a flow as conntrack-tools does") {
         "tcp      6 431999 ESTABLISHED src=198.18.0.1 dst=198.18.1.1 sport=40000 dport=80 "
         "packets=2 bytes=80 src=198.18.1.1 dst=198.18.0.1 sport=80 dport=40000 "
         "packets=1 bytes=40 [ASSURED] mark=7 use=1");
+}
+
+TEST_CASE("without accounting conntrack -L prints no counters, as the kernel's without nf_conntrack_acct") {
+  Table t(config(4));
+  const auto c = tcp("198.18.0.1", 40000, "198.18.1.1", 80);
+  Entry* e = t.insert(c, invert(c), syn(), kT0);
+  CHECK(format_conntrack(t.info(*e, kT0)) ==
+        "tcp      6 120 SYN_SENT src=198.18.0.1 dst=198.18.1.1 sport=40000 dport=80 "
+        "[UNREPLIED] src=198.18.1.1 dst=198.18.0.1 sport=80 dport=40000 mark=0 use=1");
+}
+
+TEST_CASE("an IPv4 flow is found, tracked and translated in both directions from the entry's first line") {
+  // Flows with DNAT, SNAT, both and neither; then everything past line 0
+  // is overwritten with junk: bulk lookups of both tuples, the established
+  // ACK's tracking and both translated endpoints must not notice.
+  Table t(config(64));
+  std::vector<std::pair<net::FiveTuple, net::FiveTuple>> flows;
+  for (uint16_t i = 0; i < 16; ++i) {
+    const auto orig = tcp("198.18.0.1", static_cast<uint16_t>(40000 + i), "198.18.100.1", 80);
+    auto reply = invert(orig);
+    if (i & 1) {  // DNAT to a backend
+      reply.src = net::IpAddr::from_v4(net::to_be32(0xc6120a00u + i));
+      reply.src_port = net::to_be16(8080);
+    }
+    if (i & 2) {  // SNAT from the router
+      reply.dst = net::IpAddr::from_v4(net::to_be32(0xc6130001u));
+      reply.dst_port = net::to_be16(static_cast<uint16_t>(20000 + i));
+    }
+    Entry* e = t.insert(orig, reply, syn(), kT0);
+    REQUIRE(e);
+    flows.emplace_back(orig, reply);
+    t.track(*e, R, synack(), kT0);
+    t.track(*e, O, ack(), kT0);
+    REQUIRE(e->tcp_state() == TcpState::kEstablished);
+  }
+  std::vector<Entry*> entries;
+  for (const auto& [orig, reply] : flows) {
+    Direction d;
+    entries.push_back(t.lookup(orig, kT0, &d));
+    std::memset(reinterpret_cast<uint8_t*>(entries.back()) + 64, 0xa5, 64);
+  }
+  std::vector<net::FiveTuple> keys;
+  for (const auto& [orig, reply] : flows) {
+    keys.push_back(orig);
+    keys.push_back(reply);
+  }
+  Entry* out[32];
+  Direction dir[32];
+  t.begin_burst();
+  t.lookup_bulk(keys.data(), static_cast<unsigned>(keys.size()), kT0 + sec(1), out, dir);
+  for (size_t i = 0; i < flows.size(); ++i) {
+    INFO("flow " << i);
+    const auto& [orig, reply] = flows[i];
+    CHECK(out[2 * i] == entries[i]);
+    CHECK(dir[2 * i] == O);
+    CHECK(out[2 * i + 1] == entries[i]);
+    CHECK(dir[2 * i + 1] == R);
+    Entry& e = *entries[i];
+    CHECK(t.track(e, O, ack(), kT0 + sec(1)) == TrackResult::kAccept);
+    CHECK(t.track(e, R, ack(), kT0 + sec(1)) == TrackResult::kAccept);
+    CHECK(e.has(status::kAssured));
+    const Endpoint to_o = translated_destination(e, O), from_o = translated_source(e, O);
+    const Endpoint to_r = translated_destination(e, R), from_r = translated_source(e, R);
+    CHECK(to_o.addr == reply.src);
+    CHECK(to_o.port == reply.src_port);
+    CHECK(from_o.addr == reply.dst);
+    CHECK(from_o.port == reply.dst_port);
+    CHECK(to_r.addr == orig.src);
+    CHECK(from_r.addr == orig.dst);
+  }
+}
+
+TEST_CASE("an IPv6 flow is found by both tuples, its reply addresses compared at full width") {
+  Table t(config(16));
+  auto v6 = [](uint8_t last) {
+    net::IpAddr a;
+    a.bytes = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last};
+    return a;
+  };
+  net::FiveTuple orig;
+  orig.src = v6(1);
+  orig.dst = v6(2);
+  orig.src_port = net::to_be16(40000);
+  orig.dst_port = net::to_be16(80);
+  orig.proto = 6;
+  orig.family = net::Family::kIpv6;
+  net::FiveTuple reply = invert(orig);
+  reply.src = v6(3);  // DNAT
+  Entry* e = t.insert(orig, reply, syn(), kT0);
+  REQUIRE(e);
+  Direction d;
+  CHECK(t.lookup(orig, kT0, &d) == e);
+  CHECK(d == O);
+  CHECK(t.lookup(reply, kT0, &d) == e);
+  CHECK(d == R);
+  CHECK(translated_destination(*e, O).addr == v6(3));
+  // A reply key differing only beyond the first four address bytes is
+  // another flow: IPv6 keys never take the IPv4 shortcut.
+  net::FiveTuple other = reply;
+  other.src.bytes[15] = 4;
+  CHECK(t.lookup(other, kT0, &d) == nullptr);
+  other = reply;
+  other.dst.bytes[8] = 9;
+  CHECK(t.lookup(other, kT0, &d) == nullptr);
+  Entry* out[2];
+  Direction dirs[2];
+  const net::FiveTuple keys[2] = {reply, orig};
+  t.lookup_bulk(keys, 2, kT0, out, dirs);
+  CHECK(out[0] == e);
+  CHECK(dirs[0] == R);
+  CHECK(out[1] == e);
+  CHECK(dirs[1] == O);
 }
 
 TEST_CASE("the sweep covers the entries ever used, not the capacity") {

@@ -135,20 +135,20 @@ TEST_CASE("packets the TCP table marks invalid are INVALID and leave the flow un
   };
   for (const Case& c : cases) {
     INFO(c.what);
-    Table t(config(16));
+    Table t(config(16, {}, true));
     uint64_t now = kT0;
     Entry* e = t.insert(kClient, invert(kClient), syn(), now);
     REQUIRE(e);
     for (const Step& s : c.prefix) REQUIRE(t.track(*e, s.dir, s.packet, now) == s.result);
     const TcpState before = e->tcp_state();
     const uint32_t left = t.seconds_left(*e, now + sec(1));
-    const uint64_t packets = e->packets(c.dir);
+    const uint64_t before_packets = packets(t, *e, c.dir);
     now += sec(1);
     const TrackResult r = t.track(*e, c.dir, c.packet, now);
     CHECK(r == TrackResult::kInvalid);
     CHECK(e->tcp_state() == before);
     CHECK(t.seconds_left(*e, now) == left);
-    CHECK(e->packets(c.dir) == packets);
+    CHECK(packets(t, *e, c.dir) == before_packets);
     CHECK(ct_view(t, *e, c.dir, r, now).state == kInvalid);
     CHECK_FALSE(ct_view(t, *e, c.dir, r, now).has_flow);
     CHECK(t.stats().invalid.get() == 1);
@@ -323,14 +323,14 @@ TEST_CASE("the TCP table's cells match netfilter's for the NONE and ESTABLISHED 
 
 TEST_CASE("track()'s inline shortcut for established ACKs leaves every flow as track_any() does") {
   // Two tables fed the same segments, one through each entry point: after
-  // every segment the result and all 128 bytes of the entry agree. Flags
+  // every segment the result, all 128 bytes of the entry and its counters agree. Flags
   // mix ACK with PSH, URG, ECE, SYN, FIN, RST; flows are replied or not.
   constexpr uint8_t kFlags[] = {kTcpAck, kTcpAck | kTcpPsh, kTcpAck | kTcpEce | kTcpCwr, kTcpAck | kTcpUrg,
                                 kTcpSyn, kTcpSyn | kTcpAck, kTcpFin | kTcpAck, kTcpRst, kTcpRst | kTcpAck,
                                 kTcpAck | kTcpFin | kTcpPsh, 0};
   Timeouts loose;
   loose.tcp_loose = true;
-  Table shortcut(config(64, loose)), full(config(64, loose));
+  Table shortcut(config(64, loose, true)), full(config(64, loose, true));
   std::mt19937 rng(7);
   uint64_t now = kT0;
   unsigned fast_cases = 0;
@@ -356,6 +356,7 @@ TEST_CASE("track()'s inline shortcut for established ACKs leaves every flow as t
       const TrackResult rb = full.track_any(*b, dir, p, now);
       REQUIRE(ra == rb);
       REQUIRE(std::memcmp(a, b, sizeof(Entry)) == 0);
+      REQUIRE(std::memcmp(&shortcut.counters(*a), &full.counters(*b), sizeof(Counters)) == 0);
     }
     if (a->kind == EntryKind::kFlow) {
       shortcut.remove(*a);

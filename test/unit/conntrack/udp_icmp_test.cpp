@@ -59,20 +59,49 @@ TEST_CASE("UDP timeouts are configurable") {
   Entry* e = t.insert(q, invert(q), datagram(), kT0);
   CHECK(t.seconds_left(*e, kT0) == 5);
   t.track(*e, R, datagram(), kT0 + sec(1));
+  CHECK_FALSE(e->flags & entry_flag::kUdpStream);
   t.track(*e, O, datagram(), kT0 + sec(4));
   CHECK(t.seconds_left(*e, kT0 + sec(4)) == 50);
+  // A stream once, a stream for good: the flag decides from now on and the
+  // start time in aux (the entry's second line) is not read again.
+  CHECK(e->flags & entry_flag::kUdpStream);
+  e->aux = kT0;
+  t.track(*e, R, datagram(), kT0 + sec(5));
+  CHECK(t.seconds_left(*e, kT0 + sec(5)) == 50);
 }
 
-TEST_CASE("per-direction counters count packets and IP bytes") {
-  Table t(config(16));
+TEST_CASE("with accounting, per-direction counters count packets and IP bytes") {
+  Table t(config(16, {}, true));
+  REQUIRE(t.accounting());
   const auto q = udp("198.18.0.1", 1000, "198.18.1.1", 2000);
   Entry* e = t.insert(q, invert(q), datagram(100), kT0);
   t.track(*e, O, datagram(200), kT0);
   t.track(*e, R, datagram(1500), kT0);
-  CHECK(e->packets(O) == 2);
-  CHECK(e->bytes(O) == 300);
-  CHECK(e->packets(R) == 1);
-  CHECK(e->bytes(R) == 1500);
+  CHECK(packets(t, *e, O) == 2);
+  CHECK(bytes(t, *e, O) == 300);
+  CHECK(packets(t, *e, R) == 1);
+  CHECK(bytes(t, *e, R) == 1500);
+  CHECK(t.info(*e, kT0).accounted);
+  // A flow taking a freed entry starts from zero.
+  t.remove(*e);
+  Entry* again = t.insert(q, invert(q), datagram(60), kT0);
+  REQUIRE(again == e);
+  CHECK(packets(t, *e, O) == 1);
+  CHECK(bytes(t, *e, O) == 60);
+  CHECK(packets(t, *e, R) == 0);
+  CHECK(bytes(t, *e, R) == 0);
+}
+
+TEST_CASE("without accounting (the default, as the kernel's) nothing is counted or reported") {
+  Table t(config(16));
+  CHECK_FALSE(t.accounting());
+  const auto q = udp("198.18.0.1", 1000, "198.18.1.1", 2000);
+  Entry* e = t.insert(q, invert(q), datagram(100), kT0);
+  t.track(*e, R, datagram(1500), kT0);
+  const FlowInfo f = t.info(*e, kT0);
+  CHECK_FALSE(f.accounted);
+  CHECK(f.packets[0] == 0);
+  CHECK(f.bytes[1] == 0);
 }
 
 TEST_CASE("an ICMP echo is tracked by its identifier and answered by the echo reply") {
@@ -180,7 +209,7 @@ TEST_CASE("the NEW view before insertion carries the NAT chosen so far") {
   CHECK(ct_view_invalid().state == ct_state::kInvalid);
 }
 
-TEST_CASE("the fast path's view in two parts (scalars now, tuples later) equals ct_view") {
+TEST_CASE("the fast path's view in parts (scalars now, tuples and mark when rules read them) equals ct_view") {
   Table t(config(16));
   const auto q = udp("198.18.0.1", 5353, "198.19.0.10", 53);
   const auto translated = udp("198.18.2.2", 5353, "198.18.0.1", 5353);  // a DNATed reply tuple
@@ -197,7 +226,11 @@ TEST_CASE("the fast path's view in two parts (scalars now, tuples later) equals 
       const CtView whole = ct_view(t, *e, d, r, kT0 + sec(3));
       CtView parts = ct_view_invalid();
       parts.orig = parts.reply = udp("198.18.9.9", 1, "198.18.9.9", 2);  // what the slot held before
-      if (ct_view_scalars(parts, t, *e, d, r, kT0 + sec(3))) ct_view_tuples(parts, *e);
+      parts.mark = 0x99;  // the worker's connmark slot, until it loads the entry's
+      if (ct_view_scalars(parts, t, *e, d, r, kT0 + sec(3))) {
+        ct_view_tuples(parts, *e);
+        parts.mark = e->mark;
+      }
       CHECK(same(parts, whole));
     }
   }
