@@ -584,23 +584,22 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 // (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), when it differs.
 // Inlined: each caller's side is a constant, and the established DNAT path
 // calls it twice a packet.
-[[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, const net::IpAddr& addr,
-                                             net::be16 port) {
+[[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, net::be32 addr, net::be16 port) {
   net::PacketMeta& meta = b.meta[i];
   const bool icmp = meta.tuple.proto == net::kProtoIcmp;
   net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
   net::be16& have_port = icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
-  if (have_addr == addr && have_port == port) return;
-  nat_rewrite(frame_of(b.rx[i]) + meta.l2_len, meta, side, net::to_host(addr.v4()), net::to_host(port));
-  have_addr = addr;
+  if (have_addr.v4() == addr && have_port == port) return;
+  nat_rewrite(frame_of(b.rx[i]) + meta.l2_len, meta, side, net::to_host(addr), net::to_host(port));
+  std::memcpy(have_addr.bytes.data(), &addr, 4);  // IPv4: the other 12 bytes are zero already
   have_port = port;
-  if (side == NatSide::kDestination) b.rx_dst[i] = net::to_host(addr.v4());
+  if (side == NatSide::kDestination) b.rx_dst[i] = net::to_host(addr);
 }
 
 // PREROUTING's half of a known flow's NAT on packet i (none when the flow
 // is not destination-translated in this direction).
 [[gnu::always_inline]] inline void translate_destination(Burst& b, uint16_t i) {
-  const conntrack::Endpoint to = conntrack::translated_destination(*b.flow[i], b.dir[i]);
+  const conntrack::Endpoint4 to = conntrack::translated_destination4(*b.flow[i], b.dir[i]);
   translate(b, i, NatSide::kDestination, to.addr, to.port);
 }
 
@@ -655,7 +654,7 @@ void prerouting(Worker& w, Burst& b) {
         choose_dnat(res->dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
         b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
         // invert(reply): the destination is the reply's source (ICMP: its identifier).
-        translate(b, uint16_t(i), NatSide::kDestination, b.reply[i].src, b.reply[i].src_port);
+        translate(b, uint16_t(i), NatSide::kDestination, b.reply[i].src.v4(), b.reply[i].src_port);
       }
     } else if (b.related[i]) {
       translate_related(b, uint16_t(i));
@@ -730,7 +729,7 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     }
   }
   if (b.flow[i] != nullptr) {
-    const conntrack::Endpoint from = conntrack::translated_source(*b.flow[i], b.dir[i]);
+    const conntrack::Endpoint4 from = conntrack::translated_source4(*b.flow[i], b.dir[i]);
     translate(b, i, NatSide::kSource, from.addr, from.port);
   }
   return true;

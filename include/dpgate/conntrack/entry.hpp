@@ -183,6 +183,24 @@ inline Endpoint translated_source(const Entry& e, Direction d) {
   return {e.reply_destination(), icmp ? e.reply_sport : e.reply_dport};
 }
 
+// The same for an IPv4 flow, from the entry's first line alone, the address
+// as the four bytes the wire carries: what the data plane rewrites with.
+// (An IpAddr built here and compared as two words a moment later stalls on
+// store forwarding, twice a packet.)
+struct Endpoint4 {
+  net::be32 addr{};
+  net::be16 port{};
+};
+inline Endpoint4 translated_destination4(const Entry& e, Direction d) {
+  if (opposite(d) == Direction::kOriginal) return {e.orig.src.v4(), e.orig.src_port};
+  return {e.reply_src4, e.reply_sport};
+}
+inline Endpoint4 translated_source4(const Entry& e, Direction d) {
+  const bool icmp = e.orig.proto == 1;
+  if (opposite(d) == Direction::kOriginal) return {e.orig.dst.v4(), icmp ? e.orig.src_port : e.orig.dst_port};
+  return {e.reply_dst4, icmp ? e.reply_sport : e.reply_dport};
+}
+
 // The NAT binding the reply tuple implies (status bits kSrcNat / kDstNat say
 // which halves are in use). Addresses and ports in network order.
 struct NatBinding {

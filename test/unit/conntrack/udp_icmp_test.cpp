@@ -241,7 +241,7 @@ TEST_CASE("the fast path's view in parts (scalars now, tuples and mark when rule
   CHECK_FALSE(v.has_flow);
 }
 
-TEST_CASE("translated_destination and translated_source are the halves of translated(), for every NAT shape") {
+TEST_CASE("translated_destination and translated_source (and their IPv4 forms) are the halves of translated(), for every NAT shape") {
   struct Shape {
     net::FiveTuple orig, reply;
   };
@@ -267,6 +267,11 @@ TEST_CASE("translated_destination and translated_source are the halves of transl
       CHECK(to.port == (s.orig.proto == 1 ? whole.src_port : whole.dst_port));
       CHECK(from.addr == whole.src);
       CHECK(from.port == whole.src_port);
+      const Endpoint4 to4 = translated_destination4(*e, d), from4 = translated_source4(*e, d);
+      CHECK(to4.addr == whole.dst.v4());
+      CHECK(to4.port == to.port);
+      CHECK(from4.addr == whole.src.v4());
+      CHECK(from4.port == from.port);
     }
   }
 }
