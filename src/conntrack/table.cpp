@@ -109,7 +109,9 @@ uint32_t Table::seconds_to_ticks(uint32_t seconds) const {
   std::memcpy(&tail, reinterpret_cast<const uint8_t*>(&e.orig) + 36, 4);
   ports &= 0xffffffffULL;
   if (key_word != (ports | tail << 32)) return false;
-  if (key.family == net::Family::kIpv4) return key.src.v4() == e.reply_src4 && key.dst.v4() == e.reply_dst4;
+  if (key.family == net::Family::kIpv4) {
+    return key.src.v4() == e.reply_src4 && key.dst.v4() == e.reply_dst4;
+  }
   return key.src == e.reply_src && key.dst == e.reply_dst;
 }
 
@@ -291,7 +293,9 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
           cand[i] = bk.ref[s];
           const Entry* e = &entries_[bk.ref[s] >> 1];
           __builtin_prefetch(e);
-          if (key(i).family != net::Family::kIpv4) __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
+          if (key(i).family != net::Family::kIpv4) {
+            __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
+          }
           if (counters_.size() != 0) __builtin_prefetch(&counters_[bk.ref[s] >> 1]);
           return true;
         }

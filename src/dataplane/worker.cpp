@@ -537,7 +537,9 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
   b.ct_mark[i] = res.ct_mark;
   // Without a rule that reads or sets the connmark it was never loaded
   // (it lies in the entry's second line) and cannot have changed.
-  if (b.flow[i] != nullptr && (b.rules->packet_fields & rules::packet_field::kCtMark)) b.flow[i]->mark = res.ct_mark;
+  if (b.flow[i] != nullptr && (b.rules->packet_fields & rules::packet_field::kCtMark)) {
+    b.flow[i]->mark = res.ct_mark;
+  }
   if (res.notrack) {
     b.is_new[i] = false;
     b.ct[i] = conntrack::ct_view_untracked();
@@ -584,7 +586,8 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 // (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), when it differs.
 // Inlined: each caller's side is a constant, and the established DNAT path
 // calls it twice a packet.
-[[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, net::be32 addr, net::be16 port) {
+[[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, net::be32 addr,
+                                             net::be16 port) {
   net::PacketMeta& meta = b.meta[i];
   const bool icmp = meta.tuple.proto == net::kProtoIcmp;
   net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;

@@ -98,7 +98,9 @@ uint32_t Ruleset::fields_read() const {
                           c->repl_src_port.value || c->repl_dst_port.value;
       return (tuples ? packet_field::kCtTuples : 0) | (c->expire.value ? packet_field::kCtExpire : 0);
     }
-    if (const auto* mk = std::get_if<MarkMatch>(&m)) return mk->connmark ? packet_field::kCtMark : 0;
+    if (const auto* mk = std::get_if<MarkMatch>(&m)) {
+      return mk->connmark ? packet_field::kCtMark : 0;
+    }
     return 0;
   };
   for (const auto& t : tables) {

@@ -132,8 +132,12 @@ struct alignas(64) Entry {
   bool is_redirect() const { return kind == EntryKind::kRedirect; }
   bool is_ipv4() const { return orig.family == net::Family::kIpv4; }
   // The reply tuple's addresses, from line 0 for an IPv4 flow.
-  net::IpAddr reply_source() const { return is_ipv4() ? net::IpAddr::from_v4(reply_src4) : reply_src; }
-  net::IpAddr reply_destination() const { return is_ipv4() ? net::IpAddr::from_v4(reply_dst4) : reply_dst; }
+  net::IpAddr reply_source() const {
+    return is_ipv4() ? net::IpAddr::from_v4(reply_src4) : reply_src;
+  }
+  net::IpAddr reply_destination() const {
+    return is_ipv4() ? net::IpAddr::from_v4(reply_dst4) : reply_dst;
+  }
 };
 static_assert(sizeof(Entry) == 128, "an entry is two cache lines");
 static_assert(alignof(Entry) == 64);
@@ -197,7 +201,9 @@ inline Endpoint4 translated_destination4(const Entry& e, Direction d) {
 }
 inline Endpoint4 translated_source4(const Entry& e, Direction d) {
   const bool icmp = e.orig.proto == 1;
-  if (opposite(d) == Direction::kOriginal) return {e.orig.dst.v4(), icmp ? e.orig.src_port : e.orig.dst_port};
+  if (opposite(d) == Direction::kOriginal) {
+    return {e.orig.dst.v4(), icmp ? e.orig.src_port : e.orig.dst_port};
+  }
   return {e.reply_dst4, icmp ? e.reply_sport : e.reply_dport};
 }
 

@@ -154,10 +154,11 @@ class Table {
                          uint64_t now, uint32_t timeout_s, InsertStatus* status = nullptr);
 
   // Tracks one packet of a looked-up flow (not a stub): the protocol state
-  // machine, timeout refresh, SEEN_REPLY / ASSURED, counters (with accounting). On kReopen
-  // the entry has been killed; on a RST before any reply the packet is
-  // accepted and the entry killed, as netfilter does (e.kind is then no
-  // longer kFlow: the packet may still use it until the next begin_burst).
+  // machine, timeout refresh, SEEN_REPLY / ASSURED, counters (with
+  // accounting). On kReopen the entry has been killed; on a RST before any
+  // reply the packet is accepted and the entry killed, as netfilter does
+  // (e.kind is then no longer kFlow: the packet may still use it until the
+  // next begin_burst).
   // Inline for the packet a busy table tracks most, a TCP segment with ACK
   // (PSH allowed) of an ESTABLISHED connection; the rest out of line.
   TrackResult track(Entry& e, Direction dir, const L4Info& p, uint64_t now);
