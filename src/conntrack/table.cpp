@@ -296,7 +296,7 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
           if (key(i).family != net::Family::kIpv4) {
             __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
           }
-          if (counters_.size() != 0) __builtin_prefetch(&counters_[bk.ref[s] >> 1]);
+          if (accounting()) __builtin_prefetch(&counters_[bk.ref[s] >> 1]);
           return true;
         }
       }
@@ -370,7 +370,7 @@ Entry* Table::insert(const net::FiveTuple& orig, const net::FiveTuple& reply, co
   e = Entry{};
   e.orig = orig;
   set_reply(e, reply);
-  if (counters_.size() != 0) counters_[idx] = Counters{};
+  if (accounting()) counters_[idx] = Counters{};
   e.kind = EntryKind::kFlow;
   e.owner = owner_;
   e.epoch = epoch_;
@@ -531,7 +531,7 @@ FlowInfo Table::info(const Entry& e, uint64_t now) const {
   f.seconds_left = seconds_left(e, now);
   f.owner = e.owner;
   f.icmp_type = e.orig.proto == 1 ? static_cast<uint8_t>(e.aux) : 0;
-  if (counters_.size() != 0) {
+  if (accounting()) {
     const Counters& c = counters_[index_of(e)];
     f.accounted = true;
     for (unsigned d = 0; d < 2; ++d) {

@@ -130,14 +130,6 @@ struct alignas(64) Entry {
   TcpState tcp_state() const { return static_cast<TcpState>(proto_state); }
   bool has(uint16_t bits) const { return (status & bits) == bits; }
   bool is_redirect() const { return kind == EntryKind::kRedirect; }
-  bool is_ipv4() const { return orig.family == net::Family::kIpv4; }
-  // The reply tuple's addresses, from line 0 for an IPv4 flow.
-  net::IpAddr reply_source() const {
-    return is_ipv4() ? net::IpAddr::from_v4(reply_src4) : reply_src;
-  }
-  net::IpAddr reply_destination() const {
-    return is_ipv4() ? net::IpAddr::from_v4(reply_dst4) : reply_dst;
-  }
 };
 static_assert(sizeof(Entry) == 128, "an entry is two cache lines");
 static_assert(alignof(Entry) == 64);
@@ -179,12 +171,12 @@ struct Endpoint {
 inline Endpoint translated_destination(const Entry& e, Direction d) {
   // dst of invert(T) is T.src, and its port T.src_port (ICMP keeps ports)
   if (opposite(d) == Direction::kOriginal) return {e.orig.src, e.orig.src_port};
-  return {e.reply_source(), e.reply_sport};
+  return {e.reply_src, e.reply_sport};
 }
 inline Endpoint translated_source(const Entry& e, Direction d) {
   const bool icmp = e.orig.proto == 1;
   if (opposite(d) == Direction::kOriginal) return {e.orig.dst, icmp ? e.orig.src_port : e.orig.dst_port};
-  return {e.reply_destination(), icmp ? e.reply_sport : e.reply_dport};
+  return {e.reply_dst, icmp ? e.reply_sport : e.reply_dport};
 }
 
 // The same for an IPv4 flow, from the entry's first line alone, the address

@@ -282,7 +282,7 @@ class Table {
   void refresh(Entry& e, uint32_t now_c, uint32_t ticks) { e.deadline = now_c + ticks; }
   uint32_t index_of(const Entry& e) const { return static_cast<uint32_t>(&e - entries_.get()); }
   void account(const Entry& e, Direction dir, const L4Info& p) {
-    if (counters_.size() == 0) return;
+    if (!accounting()) return;
     Counters& c = counters_[index_of(e)];
     ++c.packets[static_cast<unsigned>(dir)];
     c.bytes[static_cast<unsigned>(dir)] += p.ip_len;

@@ -533,14 +533,14 @@ TEST_CASE("an IPv4 flow is found, tracked and translated in both directions from
     CHECK(t.track(e, O, ack(), kT0 + sec(1)) == TrackResult::kAccept);
     CHECK(t.track(e, R, ack(), kT0 + sec(1)) == TrackResult::kAccept);
     CHECK(e.has(status::kAssured));
-    const Endpoint to_o = translated_destination(e, O), from_o = translated_source(e, O);
-    const Endpoint to_r = translated_destination(e, R), from_r = translated_source(e, R);
-    CHECK(to_o.addr == reply.src);
+    const Endpoint4 to_o = translated_destination4(e, O), from_o = translated_source4(e, O);
+    const Endpoint4 to_r = translated_destination4(e, R), from_r = translated_source4(e, R);
+    CHECK(to_o.addr == reply.src.v4());
     CHECK(to_o.port == reply.src_port);
-    CHECK(from_o.addr == reply.dst);
+    CHECK(from_o.addr == reply.dst.v4());
     CHECK(from_o.port == reply.dst_port);
-    CHECK(to_r.addr == orig.src);
-    CHECK(from_r.addr == orig.dst);
+    CHECK(to_r.addr == orig.src.v4());
+    CHECK(from_r.addr == orig.dst.v4());
   }
 }
 
