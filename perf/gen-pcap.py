@@ -4,7 +4,7 @@
 Usage: gen-pcap.py OUT.pcap [--flows N] [--size BYTES] [--proto tcp|udp]
                    [--dst-mac MAC] [--src-mac MAC] [--dst-net CIDR]
                    [--services N --service-net CIDR --service-port P]
-                   [--new-ratio F] [--packets N]
+                   [--new-ratio F] [--packets N] [--orders N]
 
 Frames replay in a loop (net_pcap's infinite_rx=1), so the file holds each
 flow once, in an order that spreads consecutive frames over flows.
@@ -18,12 +18,19 @@ flow once, in an order that spreads consecutive frames over flows.
                appear once in the file; the rest are ACKs of established
                flows. A replayed file repeats those tuples on its next loop.
   --packets    frames in the file (default: --flows); must be >= --flows.
+  --orders     the file holds the flows N times: first in the order above,
+               then each time in another (seeded) random order. A stateful
+               peer creates its flows on the first pass; replayed in that
+               order only, a table that allocates entries in creation order
+               reads them one after the other, which real traffic never
+               does. With N >= 2 most passes read them at random.
 Only 198.18.0.0/15 addresses are produced by the defaults.
 """
 import argparse
 import functools
 import array
 import ipaddress
+import random
 import struct
 import sys
 
@@ -93,13 +100,16 @@ def main():
     ap.add_argument("--service-port", type=int, default=80)
     ap.add_argument("--new-ratio", type=float, default=0.0)
     ap.add_argument("--packets", type=int, default=0)
+    ap.add_argument("--orders", type=int, default=1)
     a = ap.parse_args()
 
     if a.size < MIN_FRAME or a.size > 9018:
         ap.error("--size must be 64..9018")
     if a.flows < 1 or a.flows > 250 * 64000:
         ap.error("--flows must be 1..16000000")
-    packets = a.packets or a.flows
+    if a.orders < 1 or (a.orders > 1 and (a.packets or a.new_ratio)):
+        ap.error("--orders is >= 1, and above 1 goes with neither --packets nor --new-ratio")
+    packets = a.packets or a.flows * a.orders
     if packets < a.flows:
         ap.error("--packets must be >= --flows")
     if not 0.0 <= a.new_ratio <= 1.0 or (a.new_ratio and a.proto != "tcp"):
@@ -122,6 +132,13 @@ def main():
             dport = 5001 + i % 16
         return src, dst, sport, dport
 
+    # Pass 0 keeps index order; pass j > 0 a shuffle seeded by j.
+    orders = [None]
+    for j in range(1, a.orders):
+        perm = list(range(a.flows))
+        random.Random(j).shuffle(perm)
+        orders.append(perm)
+
     n_new = round(packets * a.new_ratio)
     with open(a.out, "wb") as f:
         f.write(PCAP_HEADER)
@@ -131,14 +148,16 @@ def main():
             if n_new and k % max(1, round(packets / n_new)) == 0 and n_new > 0:
                 idx, flags = a.flows + k, 0x02
             else:
-                idx, flags = k % a.flows, 0x10
+                order = orders[k // a.flows % a.orders]
+                idx, flags = (k % a.flows if order is None else order[k % a.flows]), 0x10
             src, dst, sport, dport = tuple_of(idx)
             fr = frame(a.src_mac, a.dst_mac, src, dst, proto, sport, dport, flags, frame_len)
             f.write(struct.pack("<IIII", k // 1000000, k % 1000000, len(fr), len(fr)))
             f.write(fr)
     print(f"gen-pcap: {a.out}: {packets} frames of {a.size} B, {a.flows} flows, {a.proto}"
           + (f", {a.services} services" if a.services else "")
-          + (f", {a.new_ratio:.0%} SYNs of new tuples" if n_new else ""), file=sys.stderr)
+          + (f", {a.new_ratio:.0%} SYNs of new tuples" if n_new else "")
+          + (f", {a.orders} orders" if a.orders > 1 else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

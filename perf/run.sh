@@ -180,6 +180,8 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
   # The warm-up covers a first replay of the whole file at 0.3 Mpps, so that
   # a stateful peer measures established flows, not their creation (1 M flows: 3.5 s).
   row_warmup=$(awk -v w="$warmup" -v p="$packets" 'BEGIN { x = p / 300000; print (x > w ? x : w) }')
+  # net_pcap reads the whole file into mbufs before the port starts (2 M frames: ~30 s).
+  row_timeout=$(( 20 + packets / 50000 ))
   for rep in $(seq 1 "$repeats"); do
     for peer in ${peers//,/ }; do
       log=$work/$name-$peer-$rep.log
@@ -189,7 +191,8 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
       else
         start_peer "$peer" "$pcap" "$w" "$packets" "$log"
         m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
-              --warmup "$row_warmup" --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
+              --warmup "$row_warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout "$row_timeout" \
+              2>"$work/measure.err") || m=
         stop_peer
         rm -rf /var/run/dpdk/"$prefix"
       fi
