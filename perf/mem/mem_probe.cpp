@@ -4,7 +4,7 @@
 // caches). Not a test and not part of the harness's ratios: a probe of the
 // machine, to be read next to them (perf/README.md, "Memory on this host").
 //
-// Usage: build-perf/perf/mem/mem_probe [--rounds N]
+// Usage: build-perf/perf/mem/mem_probe [--rounds N] [--large-mib M]
 // Prints one JSON object per line, cycles in TSC ticks:
 //   chase      one chain of dependent reads over SIZE, with and without
 //              MADV_HUGEPAGE: latency per read
@@ -14,6 +14,9 @@
 //              lines flushed from the caches), and the work alone (cached)
 //   two_reads  32 random lines read, then 32 more that depend on them, in
 //              another random page or in the same page as the first
+//   --large-mib the burst rows again over M MiB (4096: what a dpgate
+//              replaying a 1 M-frame pcap maps): page tables that no longer
+//              stay in the caches
 #include <sys/mman.h>
 #include <x86intrin.h>
 
@@ -134,8 +137,10 @@ double two_reads(const Region& r, bool same_page, unsigned rounds, std::mt19937_
 
 int main(int argc, char** argv) {
   unsigned rounds = 20'000;
+  size_t large_mib = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--rounds") rounds = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 0));
+    if (std::string(argv[i]) == "--large-mib") large_mib = std::strtoul(argv[i + 1], nullptr, 0);
   }
   std::mt19937_64 rng(20261205);
   for (size_t mib : {4, 32, 256}) {
@@ -160,6 +165,16 @@ int main(int argc, char** argv) {
   for (bool same : {false, true}) {
     std::printf("{\"probe\": \"two_reads\", \"mib\": 256, \"same_page\": %d, \"tsc_per_round\": %.0f}\n", same,
                 two_reads(table, same, rounds, rng));
+  }
+  if (large_mib != 0) {
+    const Region large(large_mib * kMiB, true);
+    for (unsigned steps : {0u, 1000u}) {
+      for (bool hot : {false, true}) {
+        std::printf("{\"probe\": \"burst\", \"mib\": %zu, \"work_steps\": %u, \"lines\": \"%s\", "
+                    "\"tsc_per_round\": %.0f}\n",
+                    large_mib, steps, hot ? "tlb_hot" : "cold", burst(large, steps, hot, rounds, rng));
+      }
+    }
   }
   return 0;
 }
