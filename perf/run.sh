@@ -159,7 +159,7 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
   for s in "${only[@]}"; do [ "$s" = "$name" ] && selected=1; done
   if [ ${#only[@]} -gt 0 ] && [ $selected -eq 0 ]; then continue; fi
   if [ "${status%%:*}" != run ] && [ $selected -eq 0 ]; then
-    skipped+=("$name: ${status#pending:}")
+    skipped+=("$name: ${status#*:}")
     continue
   fi
   rules_file=
@@ -168,7 +168,7 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
     # shellcheck disable=SC2086
     python3 "$perf/gen-rules.py" "$rules_file" $rules
   fi
-  if [ "${status%%:*}" != run ]; then
+  if [ "${status%%:*}" = pending ]; then
     # A pending row runs its peers but not dpgate, which lacks the feature.
     peers=$(echo "$peers" | tr , '\n' | grep -v '^dpgate$' | paste -sd, -)
     skipped+=("$name (dpgate only; the other peers ran): ${status#pending:}")
