@@ -392,10 +392,17 @@ void send_to_peers(Worker& w, WorkerMessage msg) {
   }
 }
 
-// Replies of a flow translated only in its destination cannot be steered by
-// hash or port: every other worker keeps a stub sending them here.
-bool needs_redirects(const conntrack::Entry& e) {
-  return (e.status & conntrack::status::kDstNat) != 0 && (e.status & conntrack::status::kSrcNat) == 0;
+// Whether the replies of a translated flow need stubs at the other workers:
+// steer_owner() finds the owner only of replies to one of the router's own
+// addresses (the port says which worker). A flow translated only in its
+// destination, or whose source moved to an address not the router's (a null
+// binding that changed a client's port because the reply tuple was taken,
+// SNAT to a foreign address), has replies no worker can steer: every other
+// worker keeps a stub sending them here.
+bool needs_redirects(const Router& r, const conntrack::Entry& e) {
+  if ((e.status & (conntrack::status::kDstNat | conntrack::status::kSrcNat)) == 0) return false;
+  if ((e.status & conntrack::status::kSrcNat) == 0) return true;
+  return !r.is_local(net::to_host(e.reply_dst4));
 }
 
 // Stage: look every packet's flow up in bulk, hand packets owned elsewhere to
@@ -721,7 +728,7 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     e->mark = b.ct_mark[i];
     b.flow[i] = e;
     b.dir[i] = conntrack::Direction::kOriginal;
-    if (w.router->worker_count > 1 && needs_redirects(*e)) {
+    if (w.router->worker_count > 1 && needs_redirects(*w.router, *e)) {
       WorkerMessage msg;
       msg.type = WorkerMessage::Type::kAddRedirect;
       msg.owner = static_cast<uint8_t>(w.queue);
@@ -1071,7 +1078,8 @@ uint32_t worker_poll(Worker& w) {
     // stubs elsewhere take them along.
     const uint64_t now = rte_rdtsc();
     w.flows->expire(now, w.flows->sweep_due(now), [&w](const conntrack::Entry& e) {
-      if (e.kind != conntrack::EntryKind::kFlow || !needs_redirects(e) || w.router->worker_count <= 1) return;
+      if (e.kind != conntrack::EntryKind::kFlow || w.router->worker_count <= 1) return;
+      if (!needs_redirects(*w.router, e)) return;
       WorkerMessage msg;
       msg.type = WorkerMessage::Type::kRemoveRedirect;
       msg.owner = static_cast<uint8_t>(w.queue);

@@ -940,6 +940,50 @@ TEST_CASE("with two workers a DNATed reply that arrives while its owner is still
   CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
 }
 
+TEST_CASE("with two workers a connection whose source port the null binding moved gets its replies through a stub") {
+  // A client reuses its source port towards a second service with the same
+  // backend (kube-proxy's ClusterIPs share endpoints), and the second
+  // connection lands on the other worker. Its reply tuple is taken (worker 1
+  // knows it from worker 0's stub), so the null binding moves the client's
+  // port. The reply to the moved port goes to the client's address, not the
+  // router's: no port steering finds the owner, only a stub.
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);
+  REQUIRE(r.sent(kWan, 0).size() == 1);
+  r.poll(1);  // worker 1 takes worker 0's stub
+  r.receive(kLan, client_tcp(r, "198.19.5.6", 40000, 80, 0x02), 1);
+  auto out = r.sent(kWan, 1);
+  REQUIRE(out.size() == 1);
+  const uint16_t moved = net::to_host(parsed(out[0]).tuple.src_port);
+  REQUIRE(moved != 40000);
+  CHECK(r.worker(1).counters.redirects_sent.get() == 1);
+  r.poll(0);  // worker 0 takes worker 1's stub
+
+  // The reply to the moved port lands on worker 0 and is handed to worker 1.
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", moved, 0x12), 0);
+  CHECK(r.worker(0).counters.handed_over.get() == 1);
+  CHECK(r.sent(kLan, 0).empty());
+  r.poll(1);
+  out = r.sent(kLan, 1);
+  REQUIRE(out.size() == 1);
+  auto m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.19.5.6"));
+  CHECK(net::to_host(m.tuple.dst_port) == 40000);
+  CHECK(transport_checksum_ok(out[0]));
+  // The first connection's reply lands on worker 1 and reaches its owner.
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12), 1);
+  CHECK(r.worker(1).counters.handed_over.get() == 1);
+  r.poll(0);
+  out = r.sent(kLan, 0);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
+  CHECK(r.worker(0).counters.ct_invalid.get() + r.worker(1).counters.ct_invalid.get() == 0);
+}
+
 TEST_CASE("with two workers the reply of a masqueraded connection is steered by its port") {
   RingRouter r(kStaticNeighbours, 2);
   load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");
