@@ -53,6 +53,7 @@ Table::Table(const TableConfig& config)
   free_.reserve(capacity_);
   for (uint32_t i = capacity_; i > 0; --i) free_.push_back(i - 1);
   graveyard_.reserve(kGraveyardSize);
+  departed_.reserve(kMaxDepartures);
 
   const Timeouts& t = timeouts_;
   const uint32_t tcp_s[kTcpStateCount] = {t.tcp_syn_sent,    t.tcp_syn_sent,   t.tcp_syn_recv,
@@ -165,6 +166,13 @@ void Table::unlink(uint32_t ref, const net::FiveTuple& key) {
 
 void Table::unlink_entry(uint32_t idx) {
   const Entry& e = entries_[idx];
+  if (e.kind == EntryKind::kFlow && (e.status & status::kRedirected) != 0) [[unlikely]] {
+    if (departed_.size() < kMaxDepartures) {
+      departed_.push_back(e.reply());
+    } else {
+      stats_.departures_lost.add();
+    }
+  }
   if (e.kind == EntryKind::kFlow) unlink(idx * 2, e.orig);
   if (e.kind == EntryKind::kFlow || e.kind == EntryKind::kRedirect) unlink(idx * 2 + 1, e.reply());
 }
@@ -397,6 +405,15 @@ Entry* Table::insert_redirect(const net::FiveTuple& reply, uint8_t owner, uint16
                               uint64_t now, uint32_t timeout_s, InsertStatus* status) {
   const uint32_t now_c = coarse(now);
   const uint64_t h = hash(reply);
+  const uint32_t ref = find_ref(reply, h);
+  if (ref != kNoRef && entries_[ref >> 1].kind == EntryKind::kRedirect) {
+    Entry& e = entries_[ref >> 1];
+    e.owner = owner;
+    e.status = flow_status;
+    refresh(e, now_c, seconds_to_ticks(timeout_s));
+    if (status) *status = InsertStatus::kOk;
+    return &e;
+  }
   if (!reclaim_if_stale(reply, h, now_c)) {
     stats_.clashed.add();
     if (status) *status = InsertStatus::kClash;
@@ -494,6 +511,7 @@ void Table::flush() {
   free_.clear();
   for (uint32_t i = capacity_; i > 0; --i) free_.push_back(i - 1);
   graveyard_.clear();
+  departed_.clear();
   size_ = 0;
   sweep_cursor_ = 0;
   high_water_ = 0;

@@ -317,11 +317,11 @@ std::string Runtime::stats_text() const {
            c.arp_requests_sent.get(), c.icmp_errors_sent.get(), c.icmp_rate_limited.get(), w->pending.size());
     const auto& ct = w->flows->stats();
     append(out, "  conntrack: flows %u/%u inserted %" PRIu64 " expired %" PRIu64 " early_dropped %" PRIu64
-           " refused %" PRIu64 " invalid %" PRIu64 " handed_over %" PRIu64 " taken_over %" PRIu64
-           " redirects_sent %" PRIu64 " redirects_lost %" PRIu64 "\n",
+           " refused %" PRIu64 " clashed %" PRIu64 " invalid %" PRIu64 " handed_over %" PRIu64 " taken_over %" PRIu64
+           " redirects_sent %" PRIu64 " redirects_lost %" PRIu64 " departures_lost %" PRIu64 "\n",
            w->flows->size(), w->flows->capacity(), ct.inserted.get(), ct.expired.get(), ct.early_dropped.get(),
-           ct.refused.get(), c.ct_invalid.get(), c.handed_over.get(), c.taken_over.get(), c.redirects_sent.get(),
-           c.redirects_lost.get());
+           ct.refused.get(), ct.clashed.get(), c.ct_invalid.get(), c.handed_over.get(), c.taken_over.get(),
+           c.redirects_sent.get(), c.redirects_lost.get(), ct.departures_lost.get());
     std::string drops;
     for (size_t i = 1; i < c.drops.size(); ++i) {
       if (c.drops[i].get() == 0) continue;

@@ -392,6 +392,23 @@ void send_to_peers(Worker& w, WorkerMessage msg) {
   }
 }
 
+// Tells the other workers to drop the stubs of the flows that have left this
+// worker's table since the last call (expired, killed, early-dropped,
+// deleted): without it a stub outlived its flow by days, sending a later
+// flow's replies with the same tuple to a worker that no longer knew them.
+void announce_departures(Worker& w) {
+  const std::vector<net::FiveTuple>& gone = w.flows->departures();
+  if (gone.empty()) [[likely]] return;
+  for (const net::FiveTuple& t : gone) {
+    WorkerMessage msg;
+    msg.type = WorkerMessage::Type::kRemoveRedirect;
+    msg.owner = static_cast<uint8_t>(w.queue);
+    msg.tuple = t;
+    send_to_peers(w, msg);
+  }
+  w.flows->clear_departures();
+}
+
 // Whether the replies of a translated flow need stubs at the other workers:
 // steer_owner() finds the owner only of replies to one of the router's own
 // addresses (the port says which worker). A flow translated only in its
@@ -729,6 +746,8 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     b.flow[i] = e;
     b.dir[i] = conntrack::Direction::kOriginal;
     if (w.router->worker_count > 1 && needs_redirects(*w.router, *e)) {
+      announce_departures(w);  // before the stub: a removal must not overtake it
+      e->status |= conntrack::status::kRedirected;
       WorkerMessage msg;
       msg.type = WorkerMessage::Type::kAddRedirect;
       msg.owner = static_cast<uint8_t>(w.queue);
@@ -1070,22 +1089,18 @@ uint32_t worker_poll(Worker& w) {
   }
   if (peers && received == 0) drain_messages(w, rte_rdtsc());
   if (peers) take_over(w);
-  if (w.flow_request.state.load(std::memory_order_acquire) == 1) [[unlikely]] serve_flow_request(w);
+  if (w.flow_request.state.load(std::memory_order_acquire) == 1) [[unlikely]] {
+    serve_flow_request(w);
+    announce_departures(w);  // a deletion page may hold as many as the table keeps
+  }
   if (!w.pending.empty()) [[unlikely]] service_pending(w, rte_rdtsc());
   worker_flush(w);
   if (stateful) {
     // Expiry paced by time (the table once a second); flows with redirect
-    // stubs elsewhere take them along.
+    // stubs elsewhere take them along, as do those killed or deleted.
     const uint64_t now = rte_rdtsc();
-    w.flows->expire(now, w.flows->sweep_due(now), [&w](const conntrack::Entry& e) {
-      if (e.kind != conntrack::EntryKind::kFlow || w.router->worker_count <= 1) return;
-      if (!needs_redirects(*w.router, e)) return;
-      WorkerMessage msg;
-      msg.type = WorkerMessage::Type::kRemoveRedirect;
-      msg.owner = static_cast<uint8_t>(w.queue);
-      msg.tuple = e.reply();
-      send_to_peers(w, msg);
-    });
+    w.flows->expire(now, w.flows->sweep_due(now));
+    announce_departures(w);
   }
   // Nothing read from published tables is held past this point.
   if (r.qsbr != nullptr) rte_rcu_qsbr_quiescent(r.qsbr, w.queue);

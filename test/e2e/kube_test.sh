@@ -163,7 +163,7 @@ check "a rules file with a mistake is refused with its position; the running rul
 topo_stop_dpgate
 log="$work/dpgate.log"
 cat "$log"
-check "no packet or redirect stub was lost to a full ring, conntrack table or NAT range" bash -c "! grep -qE 'handover_full|conntrack_full|conntrack_clash|nat_no_port|redirects_lost [1-9]' $log"
+check "no packet or redirect stub was lost to a full ring, conntrack table or NAT range" bash -c "! grep -qE 'handover_full|conntrack_full|conntrack_clash|nat_no_port|redirects_lost [1-9]|clashed [1-9]|departures_lost [1-9]' $log"
 check "nothing in the namespaces tried to leave for an address outside the test (no_route)" bash -c "! grep -q 'no_route' $log"
 if [ "$workers" -gt 1 ]; then
   check "replies reached their owner across workers (handovers happened)" bash -c "grep -qE 'handed_over [1-9]' $log"

@@ -984,6 +984,38 @@ TEST_CASE("with two workers a connection whose source port the null binding move
   CHECK(r.worker(0).counters.ct_invalid.get() + r.worker(1).counters.ct_invalid.get() == 0);
 }
 
+TEST_CASE("with two workers a DNATed flow reset by its backend takes its stubs along, and the client's port is free again") {
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
+                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+                "COMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);
+  REQUIRE(r.sent(kWan, 0).size() == 1);
+  r.poll(1);
+  CHECK(r.worker(1).flows->size() == 1);  // the stub
+  // The backend refuses: its RST lands on worker 1, goes to the owner, and
+  // the flow dies at once (a RST before any reply, as netfilter).
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x14), 1);
+  r.poll(0);
+  REQUIRE(r.sent(kLan, 0).size() == 1);
+  r.poll(1);  // worker 1 reads the removal
+  CHECK(r.worker(1).flows->size() == 0);
+
+  // The client tries another address of the service from the same port; the
+  // kernel's table no longer holds the reply tuple, so the port stays.
+  r.receive(kLan, client_tcp(r, "198.19.5.6", 40000, 80, 0x02), 1);
+  auto out = r.sent(kWan, 1);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src_port) == 40000);
+  r.poll(0);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12), 0);
+  r.poll(1);
+  out = r.sent(kLan, 1);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.6"));
+}
+
 TEST_CASE("with two workers the reply of a masqueraded connection is steered by its port") {
   RingRouter r(kStaticNeighbours, 2);
   load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");

@@ -48,6 +48,9 @@ inline constexpr uint16_t kSrcNatDone = 1u << 7;
 inline constexpr uint16_t kDstNatDone = 1u << 8;
 inline constexpr uint16_t kDying = 1u << 9;
 inline constexpr uint16_t kFixedTimeout = 1u << 10;
+// The other workers keep redirect stubs for its reply tuple (DESIGN §3):
+// when the flow leaves the table, its owner tells them (Table::departures).
+inline constexpr uint16_t kRedirected = 1u << 11;
 }  // namespace status
 
 enum class EntryKind : uint8_t {

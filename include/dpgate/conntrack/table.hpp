@@ -38,6 +38,7 @@ struct TableStats {
   StatCounter expired;        // freed by expire() because their timeout passed
   StatCounter killed;         // RST before any reply, reopened TCP connections
   StatCounter invalid;        // packets track() found INVALID
+  StatCounter departures_lost;  // departures of redirected flows past kMaxDepartures (stubs left stale)
 };
 
 struct TableConfig {
@@ -149,7 +150,11 @@ class Table {
 
   // Creates a redirect stub: packets with tuple `reply` belong to worker
   // `owner`. `flow_status` is the owner's status bits (ASSURED stubs are
-  // not early-dropped). Expires after `timeout_s` unless refreshed.
+  // not early-dropped). Expires after `timeout_s` unless refreshed. A stub
+  // already there for the tuple takes the new owner: the newest flow with
+  // that reply tuple is the one alive (the older one's owner sends its
+  // removal after it, or already has). A flow of this table holding the
+  // tuple is a clash.
   Entry* insert_redirect(const net::FiveTuple& reply, uint8_t owner, uint16_t flow_status,
                          uint64_t now, uint32_t timeout_s, InsertStatus* status = nullptr);
 
@@ -181,6 +186,18 @@ class Table {
 
   // Frees the entry now. Between bursts only (a control message, tests).
   void remove(Entry& e);
+
+  // The reply tuples of flows marked status::kRedirected that have left the
+  // table since clear_departures() - expired, killed, early-dropped,
+  // reclaimed, deleted; not flush(), which every worker does at once - so
+  // that the owner can tell the workers keeping their stubs. The owner
+  // announces them before any new stub, so that a removal never overtakes
+  // the stub of a newer flow with the same reply tuple. At most
+  // kMaxDepartures are kept between two clears; the rest are counted
+  // (stats().departures_lost) and their stubs stay until they expire.
+  static constexpr uint32_t kMaxDepartures = 4096;
+  const std::vector<net::FiveTuple>& departures() const { return departed_; }
+  void clear_departures() { departed_.clear(); }
 
   // Visits at most `max_visit` entries from the sweep cursor and frees those
   // whose timeout has passed, calling on_free(const Entry&) for each before
@@ -310,6 +327,7 @@ class Table {
   util::HugeArray<Counters> counters_;  // one per entry with accounting, else none
   std::vector<uint32_t> free_;       // stack of free entry indexes
   std::vector<uint32_t> graveyard_;  // killed this burst, freed at begin_burst
+  std::vector<net::FiveTuple> departed_;  // see departures()
   TableStats stats_;
 };
 

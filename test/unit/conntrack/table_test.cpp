@@ -355,6 +355,108 @@ TEST_CASE("a redirect stub says which worker owns a reply tuple until it times o
   CHECK(t.size() == 0);
 }
 
+TEST_CASE("a stub for a tuple that already has one takes the newer owner; a flow holding the tuple clashes") {
+  Table t(config(16));
+  const auto reply = tcp("198.18.3.1", 8080, "198.18.0.1", 40000);
+  Entry* stub = t.insert_redirect(reply, 2, status::kConfirmed, kT0, 60);
+  REQUIRE(stub);
+  InsertStatus st;
+  CHECK(t.insert_redirect(reply, 1, status::kConfirmed | status::kAssured, kT0 + sec(50), 60, &st) == stub);
+  CHECK(st == InsertStatus::kOk);
+  CHECK(stub->owner == 1);
+  CHECK(stub->has(status::kAssured));
+  Direction d;
+  CHECK(t.lookup(reply, kT0 + sec(100), &d) == stub);  // the timeout restarted too
+  CHECK(t.size() == 1);
+  CHECK(t.stats().clashed.get() == 0);
+
+  const auto flow_reply = tcp("198.18.3.2", 8080, "198.18.0.1", 40000);
+  REQUIRE(t.insert(invert(flow_reply), flow_reply, syn(), kT0));
+  CHECK(t.insert_redirect(flow_reply, 1, status::kConfirmed, kT0, 60, &st) == nullptr);
+  CHECK(st == InsertStatus::kClash);
+  CHECK(t.stats().clashed.get() == 1);
+}
+
+TEST_CASE("flows with stubs elsewhere leave their reply tuples behind however they go, others do not") {
+  Table t(config(64));
+  auto dnat = [&](uint32_t n, bool redirected) {
+    const auto c = client(n);
+    auto reply = invert(c);
+    reply.src = ip("198.18.3.1");
+    reply.src_port = net::to_be16(8080);
+    Entry* e = t.insert(c, reply, syn(), kT0);
+    REQUIRE(e);
+    if (redirected) e->status |= status::kRedirected;
+    return e;
+  };
+  auto reply_of = [&](uint32_t n) {
+    auto r = invert(client(n));
+    r.src = ip("198.18.3.1");
+    r.src_port = net::to_be16(8080);
+    return r;
+  };
+  CHECK(t.departures().empty());
+
+  // Killed: a RST answering the SYN.
+  Entry* a = dnat(1, true);
+  dnat(2, false);
+  t.track(*a, R, rst(), kT0);
+  REQUIRE(t.departures().size() == 1);
+  CHECK(t.departures()[0] == reply_of(1));
+  t.clear_departures();
+  t.begin_burst();
+
+  // Deleted by filter (conntrack -D), and expired by the sweep.
+  dnat(3, true);
+  FlowFilter f;
+  f.orig_sport = client(3).src_port;
+  CHECK(t.delete_matching(f, 0, 64, kT0).matched == 1);
+  dnat(4, true);
+  t.expire(kT0 + sec(3600), 64);  // 4 and the unmarked 2 time out
+  REQUIRE(t.departures().size() == 2);
+  CHECK(t.departures()[0] == reply_of(3));
+  CHECK(t.departures()[1] == reply_of(4));
+  t.clear_departures();
+
+  // A stub itself leaves nothing, and flush() forgets what was pending.
+  Entry* stub = t.insert_redirect(reply_of(5), 1, status::kConfirmed, kT0, 60);
+  REQUIRE(stub);
+  t.remove(*stub);
+  CHECK(t.departures().empty());
+  Entry* b = dnat(6, true);
+  t.kill(*b);
+  CHECK(t.departures().size() == 1);
+  t.flush();
+  CHECK(t.departures().empty());
+  CHECK(t.stats().departures_lost.get() == 0);
+}
+
+TEST_CASE("an early-dropped flow with stubs elsewhere leaves its reply tuple; past the bound they are counted") {
+  Table t(config(64));
+  uint32_t n = 0;
+  while (t.size() < t.capacity()) {
+    Entry* e = t.insert(client(n), invert(client(n)), syn(), kT0);
+    REQUIRE(e);
+    e->status |= status::kRedirected;
+    ++n;
+  }
+  t.begin_burst();  // the flows of the last burst may go now
+  REQUIRE(t.insert(client(n), invert(client(n)), syn(), kT0));
+  CHECK(t.stats().early_dropped.get() >= 1);
+  CHECK(t.departures().size() == t.stats().early_dropped.get());
+  // More departures than kMaxDepartures between two clears: counted, not kept.
+  Table big(config(8192));
+  for (uint32_t i = 0; i < Table::kMaxDepartures + 3; ++i) {
+    Entry* e = big.insert(client(i), invert(client(i)), syn(), kT0);
+    REQUIRE(e);
+    e->status |= status::kRedirected;
+    big.kill(*e);
+    if (i % 32 == 31) big.begin_burst();
+  }
+  CHECK(big.departures().size() == Table::kMaxDepartures);
+  CHECK(big.stats().departures_lost.get() == 3);
+}
+
 TEST_CASE("deletes by filter select flows as conntrack -D does for kube-proxy") {
   Table t(config(64));
   const auto vip = ip("198.18.2.10");
