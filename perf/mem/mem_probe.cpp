@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <string>
@@ -149,14 +150,18 @@ int main(int argc, char** argv) {
                   chase(mib * kMiB, huge, rng));
     }
   }
-  const Region table(256 * kMiB, true);
-  for (unsigned steps : {0u, 250u, 1000u}) {
-    for (bool hot : {false, true}) {
-      std::printf("{\"probe\": \"burst\", \"mib\": 256, \"work_steps\": %u, \"lines\": \"%s\", "
-                  "\"tsc_per_round\": %.0f}\n",
-                  steps, hot ? "tlb_hot" : "cold", burst(table, steps, hot, rounds, rng));
+  // One row per amount of work and per TLB state of the burst's pages.
+  auto burst_rows = [&](const Region& r, size_t mib, std::initializer_list<unsigned> work) {
+    for (unsigned steps : work) {
+      for (bool hot : {false, true}) {
+        std::printf("{\"probe\": \"burst\", \"mib\": %zu, \"work_steps\": %u, \"lines\": \"%s\", "
+                    "\"tsc_per_round\": %.0f}\n",
+                    mib, steps, hot ? "tlb_hot" : "cold", burst(r, steps, hot, rounds, rng));
+      }
     }
-  }
+  };
+  const Region table(256 * kMiB, true);
+  burst_rows(table, 256, {0u, 250u, 1000u});
   // The work alone: a region that stays in the caches and the TLB.
   const Region small(4 * kMiB, true);
   std::printf("{\"probe\": \"burst\", \"mib\": 4, \"work_steps\": 1000, \"lines\": \"cached\", "
@@ -168,13 +173,7 @@ int main(int argc, char** argv) {
   }
   if (large_mib != 0) {
     const Region large(large_mib * kMiB, true);
-    for (unsigned steps : {0u, 1000u}) {
-      for (bool hot : {false, true}) {
-        std::printf("{\"probe\": \"burst\", \"mib\": %zu, \"work_steps\": %u, \"lines\": \"%s\", "
-                    "\"tsc_per_round\": %.0f}\n",
-                    large_mib, steps, hot ? "tlb_hot" : "cold", burst(large, steps, hot, rounds, rng));
-      }
-    }
+    burst_rows(large, large_mib, {0u, 1000u});
   }
   return 0;
 }
