@@ -766,15 +766,20 @@ TEST_CASE("--ctexpire sees the flow's seconds left, which the worker works out o
   CHECK(rule_packets(r, "--ctexpire 20:40") == 1);
 }
 
+// Two service addresses DNATed onto one backend tuple, as kube-proxy's
+// ClusterIPs sharing endpoints are.
+const char* kTwoServicesOneBackend =
+    "*nat\n:PREROUTING ACCEPT [0:0]\n"
+    "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+    "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
+    "COMMIT\n";
+
 TEST_CASE("two services DNATed onto one backend tuple: the second connection's source port moves, as netfilter's null binding") {
   // The client reuses its source port towards another service address whose
   // backend is the same: the reply tuple is taken, and the kernel makes it
   // unique by moving the source port (nf_nat_alloc_null_binding).
   RingRouter r(kStaticNeighbours);
-  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
-                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
-                "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
-                "COMMIT\n");
+  load_rules(r, kTwoServicesOneBackend);
   r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02));
   auto out = r.sent(kWan);
   REQUIRE(out.size() == 1);
@@ -948,10 +953,7 @@ TEST_CASE("with two workers a connection whose source port the null binding move
   // port. The reply to the moved port goes to the client's address, not the
   // router's: no port steering finds the owner, only a stub.
   RingRouter r(kStaticNeighbours, 2);
-  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
-                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
-                "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
-                "COMMIT\n");
+  load_rules(r, kTwoServicesOneBackend);
   r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);
   REQUIRE(r.sent(kWan, 0).size() == 1);
   r.poll(1);  // worker 1 takes worker 0's stub
@@ -986,10 +988,7 @@ TEST_CASE("with two workers a connection whose source port the null binding move
 
 TEST_CASE("with two workers a DNATed flow reset by its backend takes its stubs along, and the client's port is free again") {
   RingRouter r(kStaticNeighbours, 2);
-  load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n"
-                "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
-                "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.2.2:8080\n"
-                "COMMIT\n");
+  load_rules(r, kTwoServicesOneBackend);
   r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);
   REQUIRE(r.sent(kWan, 0).size() == 1);
   r.poll(1);
