@@ -1022,7 +1022,8 @@ TEST_CASE("with two workers a DNATed flow reset by its backend takes its stubs a
 namespace {
 
 // The randomized test below: services that share a backend (one of them
-// masqueraded, as a NodePort), one client reusing a handful of ports.
+// masqueraded, as a NodePort), one client reusing a handful of ports, over
+// TCP (port 80 to 8080) and UDP (53 to 5300).
 struct Service {
   const char* vip;
   const char* backend;
@@ -1032,25 +1033,34 @@ constexpr Service kSharedServices[] = {{"198.19.5.5", "198.19.9.11", false},
                                        {"198.19.5.6", "198.19.9.11", false},
                                        {"198.19.5.7", "198.19.9.12", false},
                                        {"198.19.5.8", "198.19.9.11", true}};
-const char* kSharedServiceRules =
-    "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
-    "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.19.9.11:8080\n"
-    "-A PREROUTING -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.19.9.11:8080\n"
-    "-A PREROUTING -d 198.19.5.7/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.19.9.12:8080\n"
-    "-A PREROUTING -d 198.19.5.8/32 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x4000/0x4000\n"
-    "-A PREROUTING -d 198.19.5.8/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.19.9.11:8080\n"
-    "-A POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE\n"
-    "COMMIT\n";
+constexpr uint16_t kServicePort[2] = {80, 53}, kBackendPort[2] = {8080, 5300};  // [udp]
 
-// One connection as the client and the backend see it, and what of it the
-// kernel's conntrack table would still hold.
+std::string shared_service_rules() {
+  std::string text = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
+  for (const Service& s : kSharedServices) {
+    for (int udp = 0; udp < 2; ++udp) {
+      const std::string proto = udp ? "udp" : "tcp";
+      const std::string match = std::string("-A PREROUTING -d ") + s.vip + "/32 -p " + proto +
+                                " -m " + proto + " --dport " + std::to_string(kServicePort[udp]);
+      if (s.masquerade) text += match + " -j MARK --set-xmark 0x4000/0x4000\n";
+      text += match + " -j DNAT --to-destination " + s.backend + ":" +
+              std::to_string(kBackendPort[udp]) + "\n";
+    }
+  }
+  return text + "-A POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE\nCOMMIT\n";
+}
+
+// One connection (a UDP flow: one client socket's datagrams to one service)
+// as the client and the backend see it, and what of it the kernel's
+// conntrack table would still hold.
 struct ModelConn {
   int service = 0;
+  bool udp = false;
   uint16_t client_port = 0;
   uint32_t seen_src = 0;   // the backend sees it from this address...
   uint16_t seen_port = 0;  // ... and port
   enum { kSynSent, kEstablished, kClosed } state = kSynSent;
-  bool holds_tuple = false;  // its conntrack exists (TIME_WAIT included)
+  bool holds_tuple = false;  // its conntrack exists (TIME_WAIT included; UDP: always, here)
 };
 
 // Drives n workers the way the wire would: every frame lands on the queue
@@ -1062,17 +1072,26 @@ class SharedBackendModel {
   SharedBackendModel(RingRouter& r, uint16_t workers, uint64_t seed)
       : r_(r), n_(workers), rng_(seed) {}
 
-  // One step: open, answer, refuse, exchange data or close a connection.
+  // One step: open, answer, refuse, exchange data or close a TCP
+  // connection; send a datagram, answer it or refuse it (ICMP).
   void step() {
-    std::vector<size_t> syn_sent, established;
+    std::vector<size_t> syn_sent, established, udp;
     for (size_t i = 0; i < conns_.size(); ++i) {
-      if (conns_[i].state == ModelConn::kSynSent) syn_sent.push_back(i);
-      if (conns_[i].state == ModelConn::kEstablished) established.push_back(i);
+      if (conns_[i].udp) {
+        udp.push_back(i);
+      } else if (conns_[i].state == ModelConn::kSynSent) {
+        syn_sent.push_back(i);
+      } else if (conns_[i].state == ModelConn::kEstablished) {
+        established.push_back(i);
+      }
     }
-    const unsigned action = pick(4);
+    const unsigned action = pick(6);
+    if (action == 4 || (action == 5 && udp.empty())) return datagram();
+    if (action == 5) return answer_datagram(udp[pick(udp.size())], pick(3) != 0);
     if (action == 0 || (syn_sent.empty() && established.empty())) return open();
-    if (action == 1 && !syn_sent.empty())
+    if (action == 1 && !syn_sent.empty()) {
       return answer(syn_sent[pick(syn_sent.size())], pick(4) != 0);
+    }
     if (!established.empty()) {
       if (action == 2) return exchange(established[pick(established.size())]);
       return close(established[pick(established.size())]);
@@ -1083,6 +1102,7 @@ class SharedBackendModel {
   size_t moved_ports() const { return moved_; }
   size_t reopened() const { return reopened_; }
   size_t refused() const { return refused_; }
+  size_t icmp_errors() const { return icmp_errors_; }
 
  private:
   unsigned pick(size_t n) { return static_cast<unsigned>(rng_() % n); }
@@ -1125,49 +1145,77 @@ class SharedBackendModel {
   }
 
   Frame from_client(const ModelConn& c, uint8_t flags) {
-    return PacketBuilder()
-        .eth(kClientMac, r_.mac(kLan))
-        .ipv4("198.18.1.2", kSharedServices[c.service].vip)
-        .tcp(c.client_port, 80, flags)
-        .build();
+    PacketBuilder b;
+    b.eth(kClientMac, r_.mac(kLan)).ipv4("198.18.1.2", kSharedServices[c.service].vip);
+    if (c.udp) return b.udp(c.client_port, kServicePort[1]).payload("query").build();
+    return b.tcp(c.client_port, kServicePort[0], flags).build();
   }
   Frame from_backend(const ModelConn& c, uint8_t flags) {
-    const std::string to = net::format_ipv4(c.seen_src);
-    return PacketBuilder()
-        .eth(kServerMac, r_.mac(kWan))
-        .ipv4(kSharedServices[c.service].backend, to)
-        .tcp(8080, c.seen_port, flags)
-        .build();
+    PacketBuilder b;
+    b.eth(kServerMac, r_.mac(kWan))
+        .ipv4(kSharedServices[c.service].backend, net::format_ipv4(c.seen_src));
+    if (c.udp) return b.udp(kBackendPort[1], c.seen_port).payload("answer").build();
+    return b.tcp(kBackendPort[0], c.seen_port, flags).build();
   }
 
   // A frame the backend should receive: the connection as it sees it.
-  void expect_at_backend(const ModelConn& c, uint8_t flags) {
-    const auto m = parsed(only_output(kWan));
+  Frame expect_at_backend(const ModelConn& c, uint8_t flags) {
+    const Frame f = only_output(kWan);
+    const auto m = parsed(f);
     CHECK(net::to_host(m.tuple.src.v4()) == c.seen_src);
     CHECK(net::to_host(m.tuple.src_port) == c.seen_port);
     CHECK(net::to_host(m.tuple.dst.v4()) == addr(kSharedServices[c.service].backend));
-    CHECK(net::to_host(m.tuple.dst_port) == 8080);
-    CHECK(m.tcp_flags == flags);
+    CHECK(net::to_host(m.tuple.dst_port) == kBackendPort[c.udp]);
+    if (!c.udp) CHECK(m.tcp_flags == flags);
+    return f;
   }
   // A frame the client should receive: from the service it asked.
   void expect_at_client(const ModelConn& c, uint8_t flags) {
     const auto m = parsed(only_output(kLan));
     CHECK(net::to_host(m.tuple.src.v4()) == addr(kSharedServices[c.service].vip));
-    CHECK(net::to_host(m.tuple.src_port) == 80);
+    CHECK(net::to_host(m.tuple.src_port) == kServicePort[c.udp]);
     CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
     CHECK(net::to_host(m.tuple.dst_port) == c.client_port);
-    CHECK(m.tcp_flags == flags);
+    if (!c.udp) CHECK(m.tcp_flags == flags);
   }
 
-  bool tuple_held(const char* backend, uint32_t dst, uint16_t port, const ModelConn* except) const {
-    for (const auto& c : conns_) {
-      if (&c != except && c.holds_tuple &&
-          std::strcmp(kSharedServices[c.service].backend, backend) == 0 && c.seen_src == dst &&
-          c.seen_port == port) {
+  bool tuple_held(const ModelConn& c, uint16_t port) const {
+    for (const auto& o : conns_) {
+      if (o.holds_tuple && o.udp == c.udp &&
+          std::strcmp(kSharedServices[o.service].backend, kSharedServices[c.service].backend) ==
+              0 &&
+          o.seen_src == c.seen_src && o.seen_port == port) {
         return true;
       }
     }
     return false;
+  }
+
+  // The first packet of a connection left for the backend: the translation
+  // netfilter would choose.
+  void first_packet_left(ModelConn& c, const Frame& f) {
+    const Service& svc = kSharedServices[c.service];
+    const auto m = parsed(f);
+    c.seen_src = net::to_host(m.tuple.src.v4());
+    const uint16_t port = net::to_host(m.tuple.src_port);
+    CHECK(net::to_host(m.tuple.dst.v4()) == addr(svc.backend));
+    CHECK(net::to_host(m.tuple.dst_port) == kBackendPort[c.udp]);
+    if (svc.masquerade) {
+      CHECK(c.seen_src == addr("198.18.2.1"));
+    } else {
+      // netfilter's null binding: the port moves only when the reply tuple
+      // is held by another conntrack.
+      CHECK(c.seen_src == addr("198.18.1.2"));
+      if (tuple_held(c, c.client_port)) {
+        CHECK(port != c.client_port);
+        ++moved_;
+      } else {
+        CHECK(port == c.client_port);
+      }
+    }
+    CHECK_FALSE(tuple_held(c, port));
+    c.seen_port = port;
+    c.holds_tuple = true;
   }
 
   void open() {
@@ -1177,34 +1225,66 @@ class SharedBackendModel {
     // The client's socket for this 4-tuple must be gone; a closed
     // connection's conntrack in TIME_WAIT is reopened by the new SYN.
     for (auto& old : conns_) {
-      if (old.service != c.service || old.client_port != c.client_port) continue;
+      if (old.udp || old.service != c.service || old.client_port != c.client_port) continue;
       if (old.state != ModelConn::kClosed) return;
       if (old.holds_tuple) ++reopened_;
       old.holds_tuple = false;
     }
-    const Service& svc = kSharedServices[c.service];
     deliver(kLan, from_client(c, 0x02));
-    const auto m = parsed(only_output(kWan));
-    c.seen_src = net::to_host(m.tuple.src.v4());
-    c.seen_port = net::to_host(m.tuple.src_port);
-    CHECK(net::to_host(m.tuple.dst.v4()) == addr(svc.backend));
-    CHECK(net::to_host(m.tuple.dst_port) == 8080);
-    if (svc.masquerade) {
-      CHECK(c.seen_src == addr("198.18.2.1"));
-    } else {
-      // netfilter's null binding: the port moves only when the reply tuple
-      // is held by another conntrack.
-      CHECK(c.seen_src == addr("198.18.1.2"));
-      if (tuple_held(svc.backend, c.seen_src, c.client_port, nullptr)) {
-        CHECK(c.seen_port != c.client_port);
-        ++moved_;
-      } else {
-        CHECK(c.seen_port == c.client_port);
+    first_packet_left(c, only_output(kWan));
+    conns_.push_back(c);
+  }
+
+  // A datagram from one of the client's ports: a new flow, or one more of
+  // a flow it already has (which keeps its translation).
+  void datagram() {
+    ModelConn c;
+    c.udp = true;
+    c.service = static_cast<int>(pick(std::size(kSharedServices)));
+    c.client_port = static_cast<uint16_t>(40000 + pick(4));
+    for (const auto& old : conns_) {
+      if (old.udp && old.service == c.service && old.client_port == c.client_port) {
+        deliver(kLan, from_client(old, 0));
+        expect_at_backend(old, 0);
+        return;
       }
     }
-    CHECK_FALSE(tuple_held(svc.backend, c.seen_src, c.seen_port, nullptr));
-    c.holds_tuple = true;
+    deliver(kLan, from_client(c, 0));
+    first_packet_left(c, only_output(kWan));
     conns_.push_back(c);
+  }
+
+  // The backend answers the flow, or refuses it with an ICMP port
+  // unreachable quoting the datagram as it got it: the client gets the error
+  // from the service address, quoting what it sent (RELATED, translated).
+  void answer_datagram(size_t i, bool answer) {
+    const ModelConn& c = conns_[i];
+    if (answer) {
+      deliver(kWan, from_backend(c, 0));
+      expect_at_client(c, 0);
+      return;
+    }
+    deliver(kLan, from_client(c, 0));
+    const Frame got = expect_at_backend(c, 0);
+    const std::vector<uint8_t> quote(got.begin() + 14, got.end());
+    deliver(kWan, PacketBuilder()
+                      .eth(kServerMac, r_.mac(kWan))
+                      .ipv4(kSharedServices[c.service].backend, net::format_ipv4(c.seen_src))
+                      .icmp(3, 3)
+                      .payload(quote)
+                      .build());
+    const Frame out = only_output(kLan);
+    const auto m = parsed(out);
+    CHECK(m.icmp_type == 3);
+    CHECK(net::to_host(m.tuple.src.v4()) == addr(kSharedServices[c.service].vip));
+    CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
+    net::FiveTuple quoted;
+    REQUIRE(dataplane::icmp_quoted_tuple(out.data() + 14, m, quoted));
+    CHECK(net::to_host(quoted.src_port) == c.client_port);
+    CHECK(net::to_host(quoted.dst.v4()) == addr(kSharedServices[c.service].vip));
+    CHECK(net::to_host(quoted.dst_port) == kServicePort[1]);
+    CHECK(net::checksum(out.data() + 34, out.size() - 34) == 0);
+    ++icmp_errors_;
   }
 
   // The backend accepts (SYN/ACK) or refuses (RST: the conntrack dies).
@@ -1249,28 +1329,30 @@ class SharedBackendModel {
   std::mt19937_64 rng_;
   std::vector<ModelConn> conns_;
   std::map<std::tuple<net::be32, net::be16, net::be32, net::be16>, uint16_t> queues_;
-  size_t moved_ = 0, reopened_ = 0, refused_ = 0;
+  size_t moved_ = 0, reopened_ = 0, refused_ = 0, icmp_errors_ = 0;
 };
 
 }  // namespace
 
 TEST_CASE("with 2 and 3 workers, random connections through services sharing a backend behave as the kernel's") {
   // Each tuple lands on a random worker; the client reuses four ports over
-  // four services (three on one backend, one of those masqueraded). What
-  // leaves must be what the kernel would send: the backend sees each
-  // connection on the client's port unless another conntrack holds that
-  // reply tuple (then the port moves), every reply reaches the client from
-  // the address it asked, nothing is INVALID or dropped.
+  // four services (three on one backend, one of those masqueraded), over TCP
+  // and UDP. What leaves must be what the kernel would send: the backend
+  // sees each connection on the client's port unless another conntrack
+  // holds that reply tuple (then the port moves), every reply and ICMP error
+  // reaches the client from the address it asked, nothing is INVALID or
+  // dropped.
   const uint64_t seed = Catch::rngSeed() ? Catch::rngSeed() : 20261205;
   for (uint16_t workers : {2, 3}) {
     INFO("seed " << seed << ", " << workers << " workers");
     RingRouter r(kStaticNeighbours, workers);
-    load_rules(r, kSharedServiceRules);
+    load_rules(r, shared_service_rules());
     SharedBackendModel model(r, workers, seed + workers);
-    for (int step = 0; step < 400; ++step) model.step();
+    for (int step = 0; step < 500; ++step) model.step();
     CHECK(model.moved_ports() > 0);  // the cases the test is for happened
     CHECK(model.reopened() > 0);
     CHECK(model.refused() > 0);
+    CHECK(model.icmp_errors() > 0);
     for (uint16_t q = 0; q < workers; ++q) {
       const auto& c = r.worker(q).counters;
       CHECK(c.ct_invalid.get() == 0);
