@@ -409,6 +409,20 @@ void announce_departures(Worker& w) {
   w.flows->clear_departures();
 }
 
+// Sends every other worker the stub of a flow of this worker, or its update:
+// the reply tuple, this worker as its owner, and the flow's status, so that a
+// stub of an ASSURED flow is spared by early drop as the flow is. The stub
+// lives until the flow's departure is announced.
+void send_stub(Worker& w, const conntrack::Entry& e) {
+  WorkerMessage msg;
+  msg.type = WorkerMessage::Type::kAddRedirect;
+  msg.owner = static_cast<uint8_t>(w.queue);
+  msg.status = e.status;
+  msg.timeout_s = w.flows->timeouts().tcp_established;
+  msg.tuple = e.reply();
+  send_to_peers(w, msg);
+}
+
 // Whether the replies of a translated flow need stubs at the other workers:
 // steer_owner() finds the owner only of replies to one of the router's own
 // addresses (the port says which worker). A flow translated only in its
@@ -475,7 +489,12 @@ void track(Worker& w, Burst& b) {
     conntrack::L4Info l4;
     fill_l4_info(ip, meta, l4);
     if (e != nullptr) {
+      const uint16_t status_before = e->status;
       const conntrack::TrackResult result = table.track(*e, b.dir[i], l4, b.now);
+      if ((e->status & ~status_before & conntrack::status::kAssured) != 0 &&
+          (e->status & conntrack::status::kRedirected) != 0) [[unlikely]] {
+        send_stub(w, *e);  // now ASSURED: the stubs must not be early-dropped either
+      }
       if (result != conntrack::TrackResult::kReopen) {
         b.ct_tuples_pending[i] = conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now,
                                                             b.rules->packet_fields & rules::packet_field::kCtExpire);
@@ -748,13 +767,7 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     if (w.router->worker_count > 1 && needs_redirects(*w.router, *e)) {
       announce_departures(w);  // before the stub: a removal must not overtake it
       e->status |= conntrack::status::kRedirected;
-      WorkerMessage msg;
-      msg.type = WorkerMessage::Type::kAddRedirect;
-      msg.owner = static_cast<uint8_t>(w.queue);
-      msg.status = e->status;
-      msg.timeout_s = w.flows->timeouts().tcp_established;
-      msg.tuple = e->reply();
-      send_to_peers(w, msg);
+      send_stub(w, *e);
     }
   }
   if (b.flow[i] != nullptr) {

@@ -1364,6 +1364,36 @@ TEST_CASE("with 2 and 3 workers, random connections through services sharing a b
   }
 }
 
+TEST_CASE("with two workers the stubs of an established connection survive a flood, as the ASSURED flow itself does") {
+  // netfilter's early drop spares ASSURED conntracks. The flow's owner
+  // spares it; the other worker must spare its stub too, or the replies of
+  // an established connection meet nothing there once a flood fills its table.
+  RingRouter r(kStaticNeighbours + std::string("conntrack = { max_flows = 2048; };\n"), 2);
+  load_rules(r, kTwoServicesOneBackend);
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);
+  r.poll(1);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12), 1);
+  r.poll(0);
+  r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x10), 0);  // ESTABLISHED, ASSURED
+  r.poll(1);
+  r.sent(kLan, 0);
+  r.sent(kWan, 0);
+  // Worker 1 sees a flood of new connections nobody answers.
+  for (uint16_t port = 1000; port < 5000; ++port) {
+    r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.3", "198.19.7.7")
+                        .tcp(port, 80, 0x02).build(), 1);
+    r.sent(kWan, 1);
+  }
+  CHECK(r.worker(1).flows->stats().early_dropped.get() > 2000);
+  // The established connection's data still reaches the client.
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x18), 1);
+  r.poll(0);
+  const auto out = r.sent(kLan, 0);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src.v4()) == addr("198.19.5.5"));
+  CHECK(r.worker(1).counters.ct_invalid.get() == 0);
+}
+
 TEST_CASE("with two workers the reply of a masqueraded connection is steered by its port") {
   RingRouter r(kStaticNeighbours, 2);
   load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n");
