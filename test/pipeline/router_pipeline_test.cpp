@@ -1073,8 +1073,13 @@ class SharedBackendModel {
       : r_(r), n_(workers), rng_(seed) {}
 
   // One step: open, answer, refuse, exchange data or close a TCP
-  // connection; send a datagram, answer it or refuse it (ICMP).
+  // connection; send a datagram, answer it or refuse it (ICMP); now and
+  // then the same rules applied again (a new generation, as a reload).
   void step() {
+    if (pick(16) == 0) {
+      load_rules(r_, shared_service_rules());
+      ++reloads_;
+    }
     std::vector<size_t> syn_sent, established, udp;
     for (size_t i = 0; i < conns_.size(); ++i) {
       if (conns_[i].udp) {
@@ -1103,6 +1108,7 @@ class SharedBackendModel {
   size_t reopened() const { return reopened_; }
   size_t refused() const { return refused_; }
   size_t icmp_errors() const { return icmp_errors_; }
+  size_t reloads() const { return reloads_; }
 
  private:
   unsigned pick(size_t n) { return static_cast<unsigned>(rng_() % n); }
@@ -1329,7 +1335,7 @@ class SharedBackendModel {
   std::mt19937_64 rng_;
   std::vector<ModelConn> conns_;
   std::map<std::tuple<net::be32, net::be16, net::be32, net::be16>, uint16_t> queues_;
-  size_t moved_ = 0, reopened_ = 0, refused_ = 0, icmp_errors_ = 0;
+  size_t moved_ = 0, reopened_ = 0, refused_ = 0, icmp_errors_ = 0, reloads_ = 0;
 };
 
 }  // namespace
@@ -1341,7 +1347,7 @@ TEST_CASE("with 2 and 3 workers, random connections through services sharing a b
   // sees each connection on the client's port unless another conntrack
   // holds that reply tuple (then the port moves), every reply and ICMP error
   // reaches the client from the address it asked, nothing is INVALID or
-  // dropped.
+  // dropped, also across rule reloads.
   const uint64_t seed = Catch::rngSeed() ? Catch::rngSeed() : 20261205;
   for (uint16_t workers : {2, 3}) {
     INFO("seed " << seed << ", " << workers << " workers");
@@ -1353,6 +1359,7 @@ TEST_CASE("with 2 and 3 workers, random connections through services sharing a b
     CHECK(model.reopened() > 0);
     CHECK(model.refused() > 0);
     CHECK(model.icmp_errors() > 0);
+    CHECK(model.reloads() > 0);
     for (uint16_t q = 0; q < workers; ++q) {
       const auto& c = r.worker(q).counters;
       CHECK(c.ct_invalid.get() == 0);
