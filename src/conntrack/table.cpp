@@ -246,7 +246,10 @@ uint32_t Table::take_free(uint64_t h, uint32_t now_c, InsertStatus* status) {
 }
 
 bool Table::reclaim_if_stale(const net::FiveTuple& t, uint64_t h, uint32_t now_c) {
-  const uint32_t ref = find_ref(t, h);
+  return reclaim_if_stale(find_ref(t, h), now_c);
+}
+
+bool Table::reclaim_if_stale(uint32_t ref, uint32_t now_c) {
   if (ref == kNoRef) return true;
   const uint32_t idx = ref >> 1;
   if (!expired(entries_[idx], now_c)) return false;
@@ -414,7 +417,7 @@ Entry* Table::insert_redirect(const net::FiveTuple& reply, uint8_t owner, uint16
     if (status) *status = InsertStatus::kOk;
     return &e;
   }
-  if (!reclaim_if_stale(reply, h, now_c)) {
+  if (!reclaim_if_stale(ref, now_c)) {
     stats_.clashed.add();
     if (status) *status = InsertStatus::kClash;
     return nullptr;

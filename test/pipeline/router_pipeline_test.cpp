@@ -80,11 +80,16 @@ class RingRouter {
   // Puts a frame on port's RX queue, then runs one poll of that queue's worker
   // and one control-thread service round.
   void receive(uint16_t port, const Frame& f, uint16_t queue = 0) {
+    put(port, f, queue);
+    poll(queue);
+  }
+
+  // Puts a frame on port's RX queue without polling.
+  void put(uint16_t port, const Frame& f, uint16_t queue = 0) {
     rte_mbuf* m = rte_pktmbuf_alloc(runtime_->router().pool);
     REQUIRE(m != nullptr);
     std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
     REQUIRE(rte_ring_enqueue(rx_[port][queue], m) == 0);
-    poll(queue);
   }
 
   void poll(uint16_t queue = 0) {
@@ -105,9 +110,6 @@ class RingRouter {
     return out;
   }
 
-  // A port's RX ring, to put frames on without polling.
-  rte_ring* rx(uint16_t port, uint16_t queue) { return rx_[port][queue]; }
-  rte_ring* lan_rx(uint16_t queue) { return rx(kLan, queue); }
 
   uint64_t drops(net::DropReason r, uint16_t queue = 0) {
     return worker(queue).counters.drops[static_cast<size_t>(r)].get();
@@ -931,10 +933,7 @@ TEST_CASE("with two workers a DNATed reply that arrives while its owner is still
   const uint16_t wan = r.runtime().router().ports[kWan].port_id;
   const rte_eth_rxtx_callback* cb = rte_eth_add_rx_callback(wan, 1, run_peer_during_receive, &state);
   REQUIRE(cb != nullptr);
-  rte_mbuf* syn = rte_pktmbuf_alloc(r.runtime().router().pool);
-  const Frame syn_frame = client_tcp(r, "198.19.5.5", 40000, 80, 0x02);
-  std::memcpy(rte_pktmbuf_append(syn, static_cast<uint16_t>(syn_frame.size())), syn_frame.data(), syn_frame.size());
-  REQUIRE(rte_ring_enqueue(r.lan_rx(0), syn) == 0);
+  r.put(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02), 0);
   r.receive(kWan, server_tcp(r, "198.18.2.2", 8080, "198.18.1.2", 40000, 0x12), 1);
   REQUIRE(rte_eth_remove_rx_callback(wan, 1, cb) == 0);
   rte_free(const_cast<rte_eth_rxtx_callback*>(cb));  // removed, not freed, by ethdev
@@ -1125,10 +1124,7 @@ class SharedBackendModel {
   }
 
   void deliver(uint16_t port, const Frame& f) {
-    rte_mbuf* m = rte_pktmbuf_alloc(r_.runtime().router().pool);
-    REQUIRE(m != nullptr);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-    REQUIRE(rte_ring_enqueue(r_.rx(port, queue_of(f)), m) == 0);
+    r_.put(port, f, queue_of(f));
     for (int round = 0; round < 3; ++round) {
       std::vector<uint16_t> order(n_);
       for (uint16_t q = 0; q < n_; ++q) order[q] = q;

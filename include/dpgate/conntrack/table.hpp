@@ -296,6 +296,7 @@ class Table {
   bool evict_for(uint64_t h, uint32_t now_c);
   uint32_t take_free(uint64_t h, uint32_t now_c, InsertStatus* status);
   bool reclaim_if_stale(const net::FiveTuple& t, uint64_t h, uint32_t now_c);
+  bool reclaim_if_stale(uint32_t ref, uint32_t now_c);  // `ref` from find_ref(), or kNoRef
   void refresh(Entry& e, uint32_t now_c, uint32_t ticks) { e.deadline = now_c + ticks; }
   uint32_t index_of(const Entry& e) const { return static_cast<uint32_t>(&e - entries_.get()); }
   void account(const Entry& e, Direction dir, const L4Info& p) {
