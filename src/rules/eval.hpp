@@ -74,15 +74,19 @@ inline bool match(const MultiportMatch& m, const MatchCtx& c) {
 
 // xt_conntrack v3 conntrack_mt: without a conntrack entry only a pure
 // --ctstate test can match.
+// Whether a conntrack match tests nothing but (at most) --ctstate.
+inline bool tests_state_only(const ConntrackMatch& m) {
+  return !m.proto.value && !m.orig_src.value && !m.orig_dst.value && !m.repl_src.value &&
+         !m.repl_dst.value && !m.orig_src_port.value && !m.orig_dst_port.value &&
+         !m.repl_src_port.value && !m.repl_dst_port.value && !m.status.value && !m.expire.value &&
+         !m.dir;
+}
+
 inline bool match(const ConntrackMatch& m, const MatchCtx& c) {
   const Packet& p = c.p;
   if (m.state.value && ((p.ct_state & *m.state.value) != 0) == m.state.inv) return false;
   const bool no_ct = (p.ct_state & (ct_state::kInvalid | ct_state::kUntracked)) != 0;
-  const bool only_state = !m.proto.value && !m.orig_src.value && !m.orig_dst.value &&
-                          !m.repl_src.value && !m.repl_dst.value && !m.orig_src_port.value &&
-                          !m.orig_dst_port.value && !m.repl_src_port.value &&
-                          !m.repl_dst_port.value && !m.status.value && !m.expire.value && !m.dir;
-  if (no_ct) return only_state && m.state.value.has_value();
+  if (no_ct) return tests_state_only(m) && m.state.value.has_value();
   if (m.dir && (p.ct_dir == *m.dir) == false) return false;
   if (m.proto.value && (p.ct_orig.proto == *m.proto.value) == m.proto.inv) return false;
   auto addr = [](const ConntrackMatch::Opt<Ipv4Net>& o, uint32_t a) {

@@ -74,6 +74,9 @@ std::optional<ExactShape> exact_shape(const Rule& r) {
   return ExactShape{with_dst, hash_key(with_dst, r.dst.addr, r.proto, port->dport->lo)};
 }
 
+// The largest value of each classifier field: src, dst, proto, sport, dport.
+constexpr uint32_t kFieldMax[Program::kFields] = {0xffffffffu, 0xffffffffu, 255, 65535, 65535};
+
 // A rule's accepted values on one classifier field, as closed intervals.
 using Intervals = std::vector<std::pair<uint32_t, uint32_t>>;
 
@@ -128,6 +131,18 @@ std::array<Intervals, Program::kFields> rule_fields(const Rule& r) {
   return f;
 }
 
+// Whether the classifier's fields of every packet select the rule.
+bool selects_every_packet(const Rule& r) {
+  const std::array<Intervals, Program::kFields> f = rule_fields(r);
+  for (int i = 0; i < Program::kFields; ++i) {
+    if (f[size_t(i)].size() != 1 || f[size_t(i)][0].first != 0 ||
+        f[size_t(i)][0].second != kFieldMax[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Whether evaluating the match can change anything (a random draw, an nth
 // counter, a recent list, a token bucket, an nfacct counter) and so must
 // happen whenever the interpreter would reach it. A match type added later
@@ -158,6 +173,7 @@ uint32_t guard_pattern(const Program::CompiledMatch* begin, const Program::Compi
     switch (m->kind) {
       case Program::MatchKind::kTcp:
       case Program::MatchKind::kMark:
+      case Program::MatchKind::kCtState:
         continue;
       case Program::MatchKind::kStatistic:
       case Program::MatchKind::kRecent:
@@ -313,6 +329,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           const auto* stat = std::get_if<StatisticMatch>(&r.matches[m]);
           const auto* mark = std::get_if<MarkMatch>(&r.matches[m]);
           const auto* recent = std::get_if<RecentMatch>(&r.matches[m]);
+          const auto* ct = std::get_if<ConntrackMatch>(&r.matches[m]);
           if (m > 0xffff) {
             // Kept whole below: its position does not fit the compact form.
           } else if (tcp != nullptr) {
@@ -331,6 +348,13 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             cm.kind = Program::MatchKind::kRecent;
             cm.inv = recent->inv;
             cm.data.recent = recent_check(*recent);
+            continue;
+          } else if (ct != nullptr && ct->state.value && eval::tests_state_only(*ct)) {
+            // --ctstate alone: eval::match()'s first test is all it does
+            // (a packet without a conntrack passes what its bits pass).
+            cm.kind = Program::MatchKind::kCtState;
+            cm.inv = ct->state.inv;
+            cm.data.ct_states = *ct->state.value;
             continue;
           }
           cm.kind = Program::MatchKind::kCold;
@@ -414,18 +438,35 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           }
           ++gen;
         }
+        // Rules at the run's head that every packet's fields select, and that
+        // no payload pattern guards, are tried on their own: the classifier
+        // would only add its field lookups before the same test. A stateful
+        // firewall's first rule (-m conntrack --ctstate ESTABLISHED) is one,
+        // and it ends the walk of most packets.
+        size_t head = 0;
+        while (opt.enable_classifier && head < gen && selects_every_packet(ch.rules[k + head]) &&
+               guard_pattern(prog.matches_.data() + prog.rules_[abs + head].match_begin,
+                             prog.matches_.data() + prog.rules_[abs + head].match_begin +
+                                 prog.rules_[abs + head].match_count,
+                             prog.cold_matches_) == Program::kNone) {
+          ++head;
+        }
+        if (head > 0 && gen >= opt.min_classifier_run) {
+          prog.stats_.linear_rules += uint32_t(head);
+          k += head;
+          continue;
+        }
         if (opt.enable_classifier && gen >= opt.min_classifier_run) {
           Program::Classifier cl;
           cl.words = uint32_t((gen + 63) / 64);
           std::vector<std::array<Intervals, Program::kFields>> fields;
           for (size_t q = 0; q < gen; ++q) fields.push_back(rule_fields(ch.rules[k + q]));
-          const uint32_t kMax[Program::kFields] = {0xffffffffu, 0xffffffffu, 255, 65535, 65535};
           for (int f = 0; f < Program::kFields; ++f) {
             std::vector<uint32_t> b{0};
             for (const auto& rf : fields) {
               for (auto [lo, hi] : rf[size_t(f)]) {
                 b.push_back(lo);
-                if (hi < kMax[f]) b.push_back(hi + 1);
+                if (hi < kFieldMax[f]) b.push_back(hi + 1);
               }
             }
             std::sort(b.begin(), b.end());
@@ -640,6 +681,20 @@ void prefetch_chain(const Program::CompiledRule* rules, const Program::CompiledM
   }
 }
 
+// The index of the last of `count` sorted bounds that is <= v, bounds[0]
+// being 0: a binary search whose steps are conditional moves, not branches
+// (a packet's fields are unpredictable; a mispredicted step costs more than
+// the search).
+size_t last_at_most(const uint32_t* bounds, uint32_t count, uint32_t v) {
+  const uint32_t* base = bounds;
+  for (uint32_t n = count; n > 1;) {
+    const uint32_t half = n / 2;
+    base = base[half] <= v ? base + half : base;
+    n -= half;
+  }
+  return size_t(base - bounds);
+}
+
 }  // namespace
 
 void* Program::huge_allocate(size_t bytes, size_t align) {
@@ -693,6 +748,9 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
       case MatchKind::kRecent:
         if (st.recent(m->data.recent, p) == m->inv) return false;
         continue;
+      case MatchKind::kCtState:
+        if (((p.ct_state & m->data.ct_states) != 0) == m->inv) return false;
+        continue;
       case MatchKind::kCold:
         break;
     }
@@ -724,8 +782,7 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
       for (int f = 0; f < kFields; ++f) {
         const ClassField& cf = cl.fields[size_t(f)];
         const uint32_t* b = bounds_.data() + cf.bound_begin;
-        size_t e = size_t(std::upper_bound(b, b + cf.bound_count, values[f]) - b) - 1;
-        rows[f] = rows_.data() + cf.row_begin + e * cl.words;
+        rows[f] = rows_.data() + cf.row_begin + last_at_most(b, cf.bound_count, values[f]) * cl.words;
       }
       // Every word's candidates first (a loop without calls keeps the rows
       // in registers), then the walk. When it reaches the first guarded

@@ -194,18 +194,21 @@ class Program {
     uint32_t iface = kNone;    // into ifaces_ when kHIn / kHOut
     CompiledTarget target;
   };
-  enum class MatchKind : uint8_t { kTcp, kStatistic, kMark, kRecent, kCold };
+  // kCtState: a conntrack match of --ctstate (or -m state) alone, the first
+  // rule of most stateful firewalls: one test of the packet's state bits.
+  enum class MatchKind : uint8_t { kTcp, kStatistic, kMark, kRecent, kCtState, kCold };
   union MatchData {
     MatchData() : tcp() {}
     TcpMatch tcp;
     StatisticMatch statistic;
     MarkMatch mark;
     RecentCheck recent;
+    uint16_t ct_states;  // kCtState: the ct_state bits that match (inv: '!')
   };
   // A match inline, or a cold index into cold_matches_.
   struct CompiledMatch {
     MatchKind kind = MatchKind::kCold;
-    bool inv = false;    // kRecent: '!'
+    bool inv = false;    // kRecent, kCtState: '!'
     uint16_t index = 0;  // position in the source rule (identifies its state)
     uint32_t cold = 0;
     MatchData data;

@@ -37,7 +37,7 @@ const std::vector<uint32_t> kAddrs = {0x0a010203, 0x0a010204, 0x0a010301, 0x0a02
                                       0xc0a80001, 0xc6120005, 0xc6130010, 0x0a000005};
 const std::vector<uint16_t> kPorts = {22, 53, 80, 443, 1000, 5000, 8080};
 const std::vector<std::string> kIfaces = {"eth0", "eth1", "lo", "wg0"};
-const std::vector<std::string> kStates = {"NEW", "ESTABLISHED", "RELATED", "INVALID",
+const std::vector<std::string> kStates = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED",
                                           "NEW,ESTABLISHED", "RELATED,ESTABLISHED,DNAT"};
 
 std::string ip(uint32_t a) {
@@ -86,7 +86,13 @@ std::string random_rule(Gen& g, const std::string& chain, const std::vector<std:
         r << " -m mark" << (g.chance(30) ? " ! --mark " : " --mark ") << (g.chance(50) ? "0x4000/0x4000" : "0x1");
         break;
       case 4:
-        r << " -m conntrack" << (g.chance(30) ? " ! --ctstate " : " --ctstate ") << g.pick(kStates);
+        if (g.chance(20)) {
+          r << " -m conntrack --ctstate " << g.pick(kStates) << " --ctdir " << (g.chance(50) ? "ORIGINAL" : "REPLY");
+        } else if (g.chance(20)) {
+          r << " -m state" << (g.chance(30) ? " ! --state " : " --state ") << (g.chance(50) ? "NEW" : "RELATED,ESTABLISHED");
+        } else {
+          r << " -m conntrack" << (g.chance(30) ? " ! --ctstate " : " --ctstate ") << g.pick(kStates);
+        }
         break;
       case 5:
         r << " -m statistic --mode random --probability " << (g.chance(50) ? "0.5" : "0.25");
@@ -208,9 +214,10 @@ Packet random_packet(Gen& g) {
   if (g.chance(80)) p.set_out_iface(g.pick(kIfaces).c_str());
   p.mark = g.chance(30) ? 0x4000 : (g.chance(30) ? 1 : 0);
   p.ct_mark = g.below(3);
-  const uint16_t states[] = {ct_state::kNew, ct_state::kEstablished, ct_state::kRelated,
-                             ct_state::kInvalid, ct_state::kNew | ct_state::kDnat};
-  p.ct_state = states[g.below(5)];
+  const uint16_t states[] = {ct_state::kNew,     ct_state::kEstablished, ct_state::kRelated,
+                             ct_state::kInvalid, ct_state::kUntracked,   ct_state::kNew | ct_state::kDnat};
+  p.ct_state = states[g.below(6)];
+  p.ct_dir = g.chance(50) ? CtDir::kOriginal : CtDir::kReply;
   p.src_type = g.chance(20) ? addr_type::kLocal : addr_type::kUnicast;
   p.dst_type = g.chance(30) ? addr_type::kLocal : addr_type::kUnicast;
   p.ct_orig = {p.src, p.dst, p.sport, p.dport, p.proto};
