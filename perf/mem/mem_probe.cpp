@@ -7,7 +7,8 @@
 // Usage: build-perf/perf/mem/mem_probe [--rounds N] [--large-mib M]
 // Prints one JSON object per line, cycles in TSC ticks:
 //   chase      one chain of dependent reads over SIZE, with and without
-//              MADV_HUGEPAGE: latency per read
+//              MADV_HUGEPAGE, and over 256 MiB of hugetlbfs pages when
+//              vm.nr_hugepages has them: latency per read
 //   burst      32 random lines prefetched in one loop, then WORK steps of
 //              arithmetic, then read: the round's cost, with the lines'
 //              pages missing the TLB (cold) or just touched (tlb_hot; the
@@ -38,24 +39,37 @@ constexpr size_t kLine = 64;
 constexpr size_t kPage = 4096;
 constexpr unsigned kBurst = 32;
 
-// An anonymous mapping of `bytes`, 2 MiB aligned, every page touched.
+// An anonymous mapping of `bytes`, 2 MiB aligned, every page touched: 4 KiB
+// pages, transparent huge pages (MADV_HUGEPAGE), or 2 MiB pages of hugetlbfs
+// (MAP_HUGETLB, what DPDK maps without --no-huge; `base` stays null when
+// vm.nr_hugepages has too few).
+enum class Pages { k4k, kThp, kHugetlb };
+
 struct Region {
   uint8_t* base = nullptr;
   size_t bytes = 0;
   size_t mapped = 0;
   void* map = nullptr;
 
-  Region(size_t size, bool huge) : bytes(size), mapped(size + 2 * kMiB) {
-    map = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  Region(size_t size, bool huge) : Region(size, huge ? Pages::kThp : Pages::k4k) {}
+  Region(size_t size, Pages pages) : bytes(size), mapped(size + 2 * kMiB) {
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | (pages == Pages::kHugetlb ? MAP_HUGETLB : 0);
+    map = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (map == MAP_FAILED && pages == Pages::kHugetlb) {
+      map = nullptr;
+      return;
+    }
     if (map == MAP_FAILED) {
       std::perror("mem_probe: mmap");
       std::exit(1);
     }
     base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(map) + 2 * kMiB - 1) & ~(2 * kMiB - 1));
-    madvise(base, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    if (pages != Pages::kHugetlb) madvise(base, bytes, pages == Pages::kThp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     for (size_t i = 0; i < bytes; i += kPage) base[i] = 1;
   }
-  ~Region() { munmap(map, mapped); }
+  ~Region() {
+    if (map != nullptr) munmap(map, mapped);
+  }
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
 };
@@ -70,8 +84,10 @@ inline uint64_t work(uint64_t x, unsigned steps) {
   return x;
 }
 
-double chase(size_t size, bool huge, std::mt19937_64& rng) {
-  Region r(size, huge);
+// Ticks per read, or a negative number when the region could not be mapped.
+double chase(size_t size, Pages pages, std::mt19937_64& rng) {
+  Region r(size, pages);
+  if (r.base == nullptr) return -1;
   const size_t lines = size / kLine;
   std::vector<uint32_t> order(lines);
   std::iota(order.begin(), order.end(), 0u);
@@ -147,8 +163,15 @@ int main(int argc, char** argv) {
   for (size_t mib : {4, 32, 256}) {
     for (bool huge : {false, true}) {
       std::printf("{\"probe\": \"chase\", \"mib\": %zu, \"thp\": %d, \"tsc_per_read\": %.1f}\n", mib, huge,
-                  chase(mib * kMiB, huge, rng));
+                  chase(mib * kMiB, huge ? Pages::kThp : Pages::k4k, rng));
     }
+  }
+  // hugetlbfs pages, where the host has them reserved (vm.nr_hugepages >= 129)
+  const double hugetlb = chase(256 * kMiB, Pages::kHugetlb, rng);
+  if (hugetlb >= 0) {
+    std::printf("{\"probe\": \"chase\", \"mib\": 256, \"hugetlb\": 1, \"tsc_per_read\": %.1f}\n", hugetlb);
+  } else {
+    std::printf("{\"probe\": \"chase\", \"mib\": 256, \"hugetlb\": 1, \"skipped\": \"no hugepages reserved\"}\n");
   }
   // One row per amount of work and per TLB state of the burst's pages.
   auto burst_rows = [&](const Region& r, size_t mib, std::initializer_list<unsigned> work) {
