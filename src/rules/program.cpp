@@ -569,9 +569,13 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         }
       }
     };
+    Program::HookTables& order = prog.tables_of_[size_t(h)];
     for (TableId t : hook_tables(Hook(h))) {
       const uint32_t base = prog.base_[size_t(t)][size_t(h)];
-      if (base != Program::kNone && found < Program::kLookahead) visit(visit, t, base, 0);
+      if (base == Program::kNone) continue;
+      order.table[order.count] = t;
+      order.base[order.count++] = base;
+      if (found < Program::kLookahead) visit(visit, t, base, 0);
     }
   }
   prog.stats_.rules = uint32_t(prog.rules_.size());
@@ -954,19 +958,13 @@ void Program::walk(Hook hook, Walk& w, MatchState& st) const {
     uint32_t hit = 0, next = 0;
     switch (w.phase) {
       case Walk::Phase::kNextTable: {
-        const std::vector<TableId>& tables = hook_tables(hook);
-        uint32_t base = kNone;
-        for (; w.table < tables.size(); ++w.table) {
-          const TableId t = tables[w.table];
-          if (t == TableId::kNat && eval::nat_skipped(p)) continue;
-          base = base_[size_t(t)][size_t(hook)];
-          if (base != kNone) break;
-        }
-        if (w.table == tables.size()) {
+        const HookTables& tables = tables_of_[size_t(hook)];
+        while (w.table < tables.count && tables.table[w.table] == TableId::kNat && eval::nat_skipped(p)) ++w.table;
+        if (w.table == tables.count) {
           res.action = Action::kAccept;
           return;
         }
-        chain = base;
+        chain = tables.base[w.table];
         pos = chains_[chain].rule_begin;
         end = chains_[chain].rule_end;
         depth = 0;

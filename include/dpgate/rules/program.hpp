@@ -294,7 +294,7 @@ class Program {
     HookResult* res = nullptr;
     PayloadScan scan;
     Phase phase = Phase::kNextTable;
-    uint8_t table = 0;  // position in hook_tables(hook)
+    uint8_t table = 0;  // position in tables_of_[hook]
     uint32_t hit = 0, next = 0;  // kHit: the rule found and where to go on
     Frame stack[kMaxDepth];
   };
@@ -331,6 +331,14 @@ class Program {
   std::vector<uint32_t> guarded_rules_;
   // base_[table][hook]: chain index of the built-in chain, kNone when absent.
   std::array<std::array<uint32_t, kHookCount>, kTableCount> base_{};
+  // tables_of_[hook]: the tables with a built-in chain there, in the hook's
+  // order (hook_tables()), and those chains: what walk() goes through.
+  struct HookTables {
+    uint8_t count = 0;
+    std::array<TableId, kTableCount> table{};
+    std::array<uint32_t, kTableCount> base{};
+  };
+  std::array<HookTables, kHookCount> tables_of_{};
   // lookahead_[hook]: the hash segments its walk reaches first, with their
   // table (nat's are not fetched for a packet that skips nat); segment kNone
   // past the last.
