@@ -132,7 +132,8 @@ void choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, c
 }
 
 bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, uint32_t next_hop,
-                 conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now) {
+                 conntrack::Table& table, conntrack::PortAllocator& ports, conntrack::PortAllocator* any_ports,
+                 net::FiveTuple& reply, uint64_t now) {
   uint32_t addr;
   if (t.kind == rules::NatTarget::Kind::kMasquerade) {
     addr = r.ports[out_port].source_for(next_hop);  // the egress port's address towards the next hop
@@ -145,7 +146,8 @@ bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, 
   if (!has_ports(reply.proto)) return !table.in_use(reply, now);
   conntrack::PortRange range{};
   if (t.has_port) range = {t.min_port, t.max_port};
-  return ports.choose(table, reply, conntrack::NatManip::kSrc, range, port_mode(t), now);
+  if (ports.choose(table, reply, conntrack::NatManip::kSrc, range, port_mode(t), now)) return true;
+  return any_ports != nullptr && any_ports->choose(table, reply, conntrack::NatManip::kSrc, range, port_mode(t), now);
 }
 
 bool null_binding(conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now) {

@@ -35,8 +35,14 @@ void choose_dnat(const rules::NatTarget& t, const Router& r, uint16_t in_port, c
 
 // Applies SNAT or MASQUERADE (the egress port's address towards
 // `next_hop`) to the reply tuple (its destination becomes the new source).
+// The port comes from `ports`, this worker's slice, whose replies port
+// steering brings here; when the slice holds no free port of the range (a
+// single port of another worker's slice, or all of its own taken) it comes
+// from `any_ports` if given, as the kernel would take it, and the flow's
+// replies then need stubs (needs_redirects()). False when no port was free.
 bool choose_snat(const rules::NatTarget& t, const Router& r, uint16_t out_port, uint32_t next_hop,
-                 conntrack::Table& table, conntrack::PortAllocator& ports, net::FiveTuple& reply, uint64_t now);
+                 conntrack::Table& table, conntrack::PortAllocator& ports, conntrack::PortAllocator* any_ports,
+                 net::FiveTuple& reply, uint64_t now);
 
 // netfilter's null binding (nf_nat_alloc_null_binding) for a new flow that no
 // SNAT rule translated: when its reply tuple is already taken - a second

@@ -425,15 +425,28 @@ void send_stub(Worker& w, const conntrack::Entry& e) {
 
 // Whether the replies of a translated flow need stubs at the other workers:
 // steer_owner() finds the owner only of replies to one of the router's own
-// addresses (the port says which worker). A flow translated only in its
-// destination, or whose source moved to an address not the router's (a null
-// binding that changed a client's port because the reply tuple was taken,
-// SNAT to a foreign address), has replies no worker can steer: every other
-// worker keeps a stub sending them here.
-bool needs_redirects(const Router& r, const conntrack::Entry& e) {
+// addresses whose port (TCP, UDP) or echo identifier lies in the owner's
+// slice. A flow translated only in its destination, whose source moved to
+// an address not the router's (a null binding that changed a client's port
+// because the reply tuple was taken, SNAT to a foreign address), or to a
+// port outside this worker's slice (SNAT to one port, or a range whose
+// slice here was full), has replies the port does not steer here: every
+// other worker keeps a stub sending them here.
+bool needs_redirects(const Worker& w, const conntrack::Entry& e) {
+  const Router& r = *w.router;
   if ((e.status & (conntrack::status::kDstNat | conntrack::status::kSrcNat)) == 0) return false;
   if ((e.status & conntrack::status::kSrcNat) == 0) return true;
-  return !r.is_local(net::to_host(e.reply_dst4));
+  if (!r.is_local(net::to_host(e.reply_dst4))) return true;
+  const net::FiveTuple reply = e.reply();
+  uint16_t port;
+  if (reply.proto == net::kProtoTcp || reply.proto == net::kProtoUdp) {
+    port = net::to_host(reply.dst_port);
+  } else if (reply.proto == net::kProtoIcmp) {
+    port = net::to_host(reply.src_port);  // the identifier, as steer_owner() reads an echo reply's
+  } else {
+    return true;  // no port to steer by
+  }
+  return port % r.worker_count != w.queue;
 }
 
 // Stage: look every packet's flow up in bulk, hand packets owned elsewhere to
@@ -697,7 +710,7 @@ void prerouting(Worker& w, Burst& b) {
     }
     if (b.is_new[i]) {
       if (res != nullptr && res->has_dnat) {
-        choose_dnat(res->dnat, *w.router, b.in_port, *w.flows, *w.dnat_ports, b.reply[i], b.now);
+        choose_dnat(res->dnat, *w.router, b.in_port, *w.flows, *w.any_ports, b.reply[i], b.now);
         b.ct[i] = conntrack::ct_view_new(b.orig[i], b.reply[i]);
         // invert(reply): the destination is the reply's source (ICMP: its identifier).
         translate(b, uint16_t(i), NatSide::kDestination, b.reply[i].src.v4(), b.reply[i].src_port);
@@ -741,7 +754,9 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
   if (b.is_new[i]) {
     if (res != nullptr && res->has_snat) {
       const uint32_t next_hop = nh.gateway != 0 ? nh.gateway : b.rx_dst[i];
-      if (!choose_snat(res->snat, *w.router, nh.port, next_hop, *w.flows, *w.nat_ports, b.reply[i], b.now)) {
+      conntrack::PortAllocator* any_ports = w.router->worker_count > 1 ? w.any_ports.get() : nullptr;
+      if (!choose_snat(res->snat, *w.router, nh.port, next_hop, *w.flows, *w.nat_ports, any_ports, b.reply[i],
+                       b.now)) {
         drop(w, b.rx[i], DropReason::kNatNoPort);
         b.rx[i] = nullptr;
         return false;
@@ -764,7 +779,7 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     e->mark = b.ct_mark[i];
     b.flow[i] = e;
     b.dir[i] = conntrack::Direction::kOriginal;
-    if (w.router->worker_count > 1 && needs_redirects(*w.router, *e)) {
+    if (w.router->worker_count > 1 && needs_redirects(w, *e)) {
       announce_departures(w);  // before the stub: a removal must not overtake it
       e->status |= conntrack::status::kRedirected;
       send_stub(w, *e);
@@ -1069,7 +1084,7 @@ Worker::Worker(Router& r, uint16_t queue_index, unsigned lcore, const conntrack:
   flows = std::make_unique<conntrack::Table>(config);
   nat_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{queue_index, r.worker_count},
                                                          rte_rdtsc() + queue_index);
-  dnat_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{0, 1}, rte_rdtsc() * 31 + queue_index);
+  any_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{0, 1}, rte_rdtsc() * 31 + queue_index);
   match_state = std::make_unique<WorkerMatchState>(r.recent, rte_rdtsc() * 2654435761u + queue_index);
   flow_request.flows.reserve(FlowRequest::kFlowPage);
 }

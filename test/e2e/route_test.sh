@@ -102,6 +102,42 @@ check "dpgatectl stats, metrics and zero answer" bash -c "
   $build/dpgatectl -s $work/dpgate.sock metrics | grep -q '^dpgate_drops_total' &&
   $build/dpgatectl -s $work/dpgate.sock zero"
 
+# SNAT to a single port, as the kernel does it: every connection takes
+# 198.18.2.1:40001 while its reply tuple stays unique (one per destination
+# port here), on whichever worker it lands; with two workers the port lies
+# in worker 1's slice, and a connection worker 0 takes has its replies
+# brought back by stubs.
+cat >"$work/snat.rules" <<'RULES'
+*nat
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o wan -p tcp -m tcp --dport 9001:9008 -j SNAT --to-source 198.18.2.1:40001
+COMMIT
+RULES
+ip netns exec "$S" python3 -c '
+import socket, threading
+def serve(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen()
+    while True:
+        c, peer = s.accept()
+        c.sendall(("%s:%d\n" % peer).encode())
+        c.close()
+for p in range(9001, 9009):
+    threading.Thread(target=serve, args=(p,), daemon=True).start()
+threading.Event().wait()
+' >/dev/null 2>&1 &
+for i in $(seq 1 50); do ip netns exec "$S" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9008' 2>/dev/null && break; sleep 0.1; done
+check "SNAT rules to a single port load" "$build/dpgatectl" -s "$work/dpgate.sock" apply "$work/snat.rules"
+check "eight connections to eight server ports all leave from 198.18.2.1:40001" bash -c "
+  for p in \$(seq 9001 9008); do
+    seen=\$(ip netns exec $C timeout 5 bash -c \"exec 3<>/dev/tcp/198.18.2.2/\$p && head -1 <&3\") || exit 1
+    [ \"\$seen\" = 198.18.2.1:40001 ] || { echo \"port \$p: server saw \$seen\"; exit 1; }
+  done"
+check "no connection lacked a port" bash -c "
+  ! $build/dpgatectl -s $work/dpgate.sock stats | grep -E 'nat_no_port [1-9]'"
+
 topo_stop_dpgate
 log="$work/dpgate.log"
 cat "$log"

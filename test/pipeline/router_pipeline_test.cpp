@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -1415,6 +1416,97 @@ TEST_CASE("with two workers the reply of a masqueraded connection is steered by 
     REQUIRE(back.size() == 1);
     CHECK(net::to_host(parsed(back[0]).tuple.dst_port) == 6000 + q);
   }
+}
+
+TEST_CASE("with two workers SNAT to a single port takes it on either worker, and its replies come back through stubs") {
+  // --to-source A:P with one port: the kernel takes P for every connection
+  // whose reply tuple stays unique, i.e. one per destination. Port 40001
+  // lies in worker 1's slice: a connection worker 0 received was dropped
+  // (nat_no_port) before worker 0 could take ports outside its slice.
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n"
+                "-A POSTROUTING -o wan -p tcp -j SNAT --to-source 198.18.2.1:40001\nCOMMIT\n");
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 5555, 80, 0x02), 0);
+  auto out = r.sent(kWan, 0);
+  REQUIRE(out.size() == 1);
+  auto m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.src.v4()) == addr("198.18.2.1"));
+  CHECK(net::to_host(m.tuple.src_port) == 40001);
+  CHECK(transport_checksum_ok(out[0]));
+  CHECK(r.worker(0).counters.redirects_sent.get() == 1);  // the port does not say worker 0: a stub does
+  r.poll(1);
+
+  // The SYN/ACK lands on worker 1, whose port it is, and goes to the owner.
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.2.1", 40001, 0x12), 1);
+  CHECK(r.worker(1).counters.handed_over.get() == 1);
+  r.poll(0);
+  out = r.sent(kLan, 0);
+  REQUIRE(out.size() == 1);
+  m = parsed(out[0]);
+  CHECK(net::to_host(m.tuple.dst.v4()) == addr("198.18.1.2"));
+  CHECK(net::to_host(m.tuple.dst_port) == 5555);
+  CHECK(transport_checksum_ok(out[0]));
+
+  // A second connection to the same destination would share the reply
+  // tuple: dropped, as the kernel drops it when it confirms the conntrack.
+  // Worker 1 knows the tuple from the stub.
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 5556, 80, 0x02), 1);
+  CHECK(r.sent(kWan, 1).empty());
+  CHECK(r.drops(net::DropReason::kNatNoPort, 1) == 1);
+  // Another destination port: the same source port again. On worker 1 the
+  // port is its own, and the reply needs no stub.
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 5557, 443, 0x02), 1);
+  out = r.sent(kWan, 1);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.src_port) == 40001);
+  CHECK(r.worker(1).counters.redirects_sent.get() == 0);
+  r.receive(kWan, server_tcp(r, "198.18.2.2", 443, "198.18.2.1", 40001, 0x12), 0);
+  CHECK(r.worker(0).counters.handed_over.get() == 1);  // steered by its port
+  r.poll(1);
+  out = r.sent(kLan, 1);
+  REQUIRE(out.size() == 1);
+  CHECK(net::to_host(parsed(out[0]).tuple.dst_port) == 5557);
+  CHECK(r.worker(0).counters.ct_invalid.get() + r.worker(1).counters.ct_invalid.get() == 0);
+}
+
+TEST_CASE("with two workers SNAT to a port range takes the other worker's ports once its own are taken, as the kernel takes the whole range") {
+  RingRouter r(kStaticNeighbours, 2);
+  load_rules(r, "*nat\n:POSTROUTING ACCEPT [0:0]\n"
+                "-A POSTROUTING -o wan -p tcp -j SNAT --to-source 198.18.2.1:40000-40003\nCOMMIT\n");
+  std::map<uint16_t, uint16_t> client_of;  // translated port -> client port
+  for (uint16_t k = 0; k < 4; ++k) {
+    r.receive(kLan, client_tcp(r, "198.18.2.2", static_cast<uint16_t>(6000 + k), 80, 0x02), 0);
+    auto out = r.sent(kWan, 0);
+    REQUIRE(out.size() == 1);
+    const uint16_t port = net::to_host(parsed(out[0]).tuple.src_port);
+    CHECK(port >= 40000);
+    CHECK(port <= 40003);
+    // Worker 0's own ports (40000, 40002) first.
+    if (k < 2) CHECK(port % 2 == 0);
+    client_of[port] = static_cast<uint16_t>(6000 + k);
+  }
+  CHECK(client_of.size() == 4);
+  CHECK(r.worker(0).counters.redirects_sent.get() == 2);  // a stub for each port of worker 1's
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 6004, 80, 0x02), 0);
+  CHECK(r.sent(kWan, 0).empty());
+  CHECK(r.drops(net::DropReason::kNatNoPort, 0) == 1);  // the range is full
+
+  // Every reply lands on worker 1: steered by port or by stub to worker 0.
+  r.poll(1);
+  for (const auto& [port, client] : client_of) {
+    r.receive(kWan, server_tcp(r, "198.18.2.2", 80, "198.18.2.1", port, 0x12), 1);
+  }
+  CHECK(r.worker(1).counters.handed_over.get() == 4);
+  r.poll(0);
+  auto back = r.sent(kLan, 0);
+  REQUIRE(back.size() == 4);
+  std::set<uint16_t> clients;
+  for (const Frame& f : back) {
+    CHECK(transport_checksum_ok(f));
+    clients.insert(net::to_host(parsed(f).tuple.dst_port));
+  }
+  CHECK(clients == std::set<uint16_t>{6000, 6001, 6002, 6003});
+  CHECK(r.worker(0).counters.ct_invalid.get() + r.worker(1).counters.ct_invalid.get() == 0);
 }
 
 TEST_CASE("hairpin: a client reaching a service whose backend sits behind the same port gets answers through dpgate") {

@@ -122,8 +122,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   // Stateful forwarding: this worker's flows, its NAT port slice, and the
   // state of stateful matches. Created at setup; used only by this worker.
   std::unique_ptr<conntrack::Table> flows;
-  std::unique_ptr<conntrack::PortAllocator> nat_ports;   // SNAT: this worker's slice of the ports
-  std::unique_ptr<conntrack::PortAllocator> dnat_ports;  // DNAT: any port (replies are steered by stubs)
+  std::unique_ptr<conntrack::PortAllocator> nat_ports;  // SNAT: this worker's slice of the ports
+  // Any port: DNAT's, and SNAT's when the slice has none free (replies of
+  // both reach this worker through stubs).
+  std::unique_ptr<conntrack::PortAllocator> any_ports;
   std::unique_ptr<WorkerMatchState> match_state;
   // What rule evaluation reads, refilled field by field for each hook a
   // packet runs (a fresh rules::Packet would be zeroed first: ~200 bytes).
