@@ -72,8 +72,6 @@ inline bool match(const MultiportMatch& m, const MatchCtx& c) {
   return hit != m.inv;
 }
 
-// xt_conntrack v3 conntrack_mt: without a conntrack entry only a pure
-// --ctstate test can match.
 // Whether a conntrack match tests nothing but (at most) --ctstate.
 inline bool tests_state_only(const ConntrackMatch& m) {
   return !m.proto.value && !m.orig_src.value && !m.orig_dst.value && !m.repl_src.value &&
@@ -82,6 +80,8 @@ inline bool tests_state_only(const ConntrackMatch& m) {
          !m.dir;
 }
 
+// xt_conntrack v3 conntrack_mt: without a conntrack entry only a pure
+// --ctstate test can match.
 inline bool match(const ConntrackMatch& m, const MatchCtx& c) {
   const Packet& p = c.p;
   if (m.state.value && ((p.ct_state & *m.state.value) != 0) == m.state.inv) return false;

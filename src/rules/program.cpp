@@ -443,12 +443,15 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         // would only add its field lookups before the same test. A stateful
         // firewall's first rule (-m conntrack --ctstate ESTABLISHED) is one,
         // and it ends the walk of most packets.
+        // The pattern id guarding rule k + q of the run, or kNone.
+        auto guard_of = [&](size_t q) {
+          const Program::CompiledRule& cr = prog.rules_[abs + q];
+          return guard_pattern(prog.matches_.data() + cr.match_begin,
+                               prog.matches_.data() + cr.match_begin + cr.match_count, prog.cold_matches_);
+        };
         size_t head = 0;
         while (opt.enable_classifier && head < gen && selects_every_packet(ch.rules[k + head]) &&
-               guard_pattern(prog.matches_.data() + prog.rules_[abs + head].match_begin,
-                             prog.matches_.data() + prog.rules_[abs + head].match_begin +
-                                 prog.rules_[abs + head].match_count,
-                             prog.cold_matches_) == Program::kNone) {
+               guard_of(head) == Program::kNone) {
           ++head;
         }
         if (head > 0 && gen >= opt.min_classifier_run) {
@@ -490,10 +493,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           std::vector<uint64_t> guarded(cl.words, 0);
           uint32_t guarded_count = 0;
           for (size_t q = 0; q < gen; ++q) {
-            const Program::CompiledRule& cr = prog.rules_[abs + q];
-            const uint32_t id =
-                guard_pattern(prog.matches_.data() + cr.match_begin,
-                              prog.matches_.data() + cr.match_begin + cr.match_count, prog.cold_matches_);
+            const uint32_t id = guard_of(q);
             if (id == Program::kNone) continue;
             guarded[q / 64] |= uint64_t(1) << (q % 64);
             guards.push_back({id, abs + uint32_t(q)});
