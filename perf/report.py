@@ -67,6 +67,35 @@ def summarise(samples):
     return scenarios
 
 
+# Issue 7's targets, each a ratio taken repeat by repeat within this run:
+# (label, scenario, peer compared, scenario divided by (None: same), at least).
+TARGETS = (
+    ("L3 forwarding vs l3fwd LPM", "l3-64", "l3fwd", None, 1.0),
+    ("established DNAT, 1 M flows, vs l3fwd LPM", "dnat-1m", "l3fwd", None, 0.6),
+    ("new connections, 10 000 vs 10 services", "svc-new-10000", "dpgate", "svc-new-10", 0.8),
+    ("new connections, 10 000 services, vs the kernel", "svc-new-10000", "kernel", None, 20.0),
+)
+
+
+def targets(scenarios):
+    """The targets this run measured: dpgate's per-core rate over the peer's
+    (or over its own in the other scenario), repeat by repeat."""
+    out = []
+    for label, name, peer, other_name, least in TARGETS:
+        sc = scenarios.get(name)
+        other = scenarios.get(other_name or name)
+        if not sc or not other:
+            continue
+        dp = sc["samples"].get("dpgate", {})
+        ref = other["samples"].get(peer, {})
+        r = spread([dp[k]["mpps_per_core"] / ref[k]["mpps_per_core"]
+                    for k in dp if dp[k] and ref.get(k) and ref[k]["mpps_per_core"]])
+        if r:
+            out.append({"target": label, "scenario": name, "over": f"{other_name or name} {peer}",
+                        "at_least": least, "ratio": r, "met": r["median"] >= least})
+    return out
+
+
 def fmt(x, digits=2):
     return "-" if x is None else f"{x['median']:.{digits}f} [{x['min']:.{digits}f}-{x['max']:.{digits}f}]"
 
@@ -91,6 +120,9 @@ def table(result):
             lines.append(f"{name:<14} {'':<8} dpgate cycles/pkt above testpmd io: {sc['dpgate_cycles_above_io']}")
     for s in result.get("not_run", []):
         lines.append(f"not run: {s}")
+    for t in targets(result["scenarios"]):
+        lines.append(f"target: {t['target']} >= {t['at_least']}x: {fmt(t['ratio'])} "
+                     f"({'met' if t['met'] else 'NOT met'} by the median)")
     return "\n".join(lines)
 
 
@@ -161,8 +193,12 @@ def main():
                        "mpps_per_core": "packets out / seconds the forwarding threads ran (schedstat)",
                        "cycles_per_pkt": "forwarding threads' on-CPU time x TSC Hz / packets out"},
             "scenarios": summarise(samples),
+            "method_new_connections": "rows svc-new-*: dpgate fed by dpgate-gen over net_memif, unpaced, a new "
+                                      "TCP tuple per packet (a pcap is new only on its first pass); the kernel "
+                                      "replays the row's pcap of new tuples",
             "not_run": [l.strip() for l in open(a.skipped) if l.strip()] if a.skipped else [],
         }
+        result["targets"] = targets(result["scenarios"])
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)
     print(table(result))

@@ -6,10 +6,14 @@
 #                    [--scenario NAME]... [--build DIR] [--dpgate BIN] [--out DIR] [--no-plots]
 #   --quick       l3-64 only, 1 repeat, short window (the smoke run)
 #   --scenario    run only these rows (also rows marked pending)
-#   --build       meson build dir for dpgate and l3fwd (default build-perf; built here)
-#   --dpgate      use this dpgate binary, do not build it
+#   --build       meson build dir for dpgate, dpgate-gen and l3fwd (default build-perf; built here)
+#   --dpgate      use this dpgate binary, do not build it (dpgate-gen still comes from --build)
+# New-connection rows (gen options with --new-ratio 1): a replayed pcap is new
+# only on its first pass, so dpgate is fed there by dpgate-gen over net_memif
+# (perf/zero-loss.sh's setup, unpaced: a new tuple every packet for as long as
+# the row measures); the kernel peer replays the row's pcap as elsewhere.
 set -euo pipefail
-usage() { sed -n '5,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '5,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 perf=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$perf")
 build=$root/build-perf
@@ -35,18 +39,22 @@ done
 
 work=$(mktemp -d /tmp/dpgperf.XXXXXX)
 tag=dpgperf$$
-pid=
+pid= gen_pid=
 cleanup() {
   if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+  if [ -n "$gen_pid" ]; then kill -9 "$gen_pid" 2>/dev/null || true; fi
   rm -rf "$work" /var/run/dpdk/"$tag"-*
 }
 trap cleanup EXIT INT TERM
 
+if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$root" >/dev/null; fi
 if [ -z "$dpgate" ]; then
-  if [ ! -f "$build/build.ninja" ]; then meson setup "$build" "$root" >/dev/null; fi
-  ninja -C "$build" dpgate >/dev/null
+  ninja -C "$build" dpgate dpgate-gen >/dev/null
   dpgate=$build/dpgate
+else
+  ninja -C "$build" dpgate-gen >/dev/null
 fi
+gen_bin=$build/dpgate-gen
 l3fwd=$("$perf/build-l3fwd.sh" "$build/perf")
 testpmd=$(command -v dpdk-testpmd)
 eal_log="--log-level=lib.eal:warning --log-level=pmd.net.pcap:warning"
@@ -109,20 +117,31 @@ start_peer() {
           -- -p 0x3 --config="(0,0,1),(0,1,0),(1,0,1),(1,1,0)" --parse-ptype "${l3fwd_routes[@]}" >"$log" 2>&1 &
       fi
       ;;
-    dpgate)
+    dpgate|dpgate-memif)
       threads=rte-worker-1,lcore-worker-1
       [ "$w" -eq 2 ] && threads+=",rte-worker-2,lcore-worker-2"
       local pool=$(( w * packets + 2 * w * (1024 + 1024 + 32) + 4096 )) rules_line=
       # room for every flow of the file (the default is 1 M), with slack
       local max_flows=$(( packets + packets / 4 > 1048576 ? packets + packets / 4 : 1048576 ))
+      local lan="$(pcap_vdev "$pcap" "$w")" wan="net_null0,no-rx=1"
+      if [ "$peer" = dpgate-memif ]; then
+        # Fed by dpgate-gen (start_gen): memif server ports, as zero-loss.sh
+        # gives them. Every connection the row makes stays (SYN_SENT, 120 s,
+        # as in the kernel peer): 8 M flows hold ~5 s of the fastest rate
+        # seen here, so no early drop or expiry runs in the window.
+        lan="net_memif0,role=server,socket=$work/lan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:00:01"
+        wan="net_memif1,role=server,socket=$work/wan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:01:01"
+        pool=16383 max_flows=8388608
+        rm -f "$work"/*.sock
+      fi
       [ -z "$rules_file" ] || rules_line="rules = \"$rules_file\";"
       cat >"$work/dpgate.conf" <<CONF
 workers = $w;
 idle_sleep_us = 0;
 mbuf_pool_size = $pool;
 ports = (
-  { name = "lan"; device = "$(pcap_vdev "$pcap" "$w")"; addresses = [ "198.18.0.1/24" ]; },
-  { name = "wan"; device = "net_null0,no-rx=1"; addresses = [ "198.18.101.1/24" ]; }
+  { name = "lan"; device = "$lan"; addresses = [ "198.18.0.1/24" ]; },
+  { name = "wan"; device = "$wan"; addresses = [ "198.18.101.1/24" ]; }
 );
 routes = ( { prefix = "198.18.1.0/24"; gateway = "198.18.101.2"; port = "wan"; } );
 neighbours = ( { address = "198.18.101.2"; mac = "02:00:00:00:01:02"; port = "wan"; } );
@@ -134,6 +153,47 @@ CONF
     *) echo "run.sh: unknown peer $peer" >&2; return 1 ;;
   esac
   pid=$!
+}
+
+# start_gen GEN_OPTS LOG SECONDS: dpgate-gen on CPU 0 (beside dpgate's sleeping
+# control thread), the client of a dpgate-memif peer's ports, sending the
+# row's traffic unpaced (the DUT's full ring holds it back) for SECONDS, then
+# idle and connected (--hold) until dpgate stops; sets gen_pid. GEN_OPTS are
+# the row's gen-pcap.py options less --packets, which dpgate-gen takes by the
+# same names.
+start_gen() {
+  local opts=() skip=0 o i
+  for o in $1; do
+    if [ $skip -eq 1 ]; then skip=0; continue; fi
+    case $o in --packets) skip=1 ;; *) opts+=("$o") ;; esac
+  done
+  for i in $(seq 1 600); do
+    grep -q "dpgate: running" "$2.dut" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  "$gen_bin" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" $eal_log --log-level=pmd.net.memif:warning \
+    --lcores 0@0 \
+    --vdev "net_memif0,role=client,socket=$work/lan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:00:02" \
+    --vdev "net_memif1,role=client,socket=$work/wan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:01:02" \
+    -- --tx-port 0 --rx-port 1 --dst-mac 02:00:00:00:00:01 "${opts[@]}" --learn-rate 0 \
+    --duration "$3" --hold >"$2" 2>&1 &
+  gen_pid=$!
+}
+
+# stop_gen: after stop_peer (a memif client must not leave under dpgate's
+# polling worker), the generator leaves as its links go down; SIGINT, then
+# SIGKILL after 5 s, if it has not.
+stop_gen() {
+  local i
+  [ -n "$gen_pid" ] || return 0
+  for i in $(seq 1 30); do kill -0 "$gen_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -INT "$gen_pid" 2>/dev/null || true
+  for i in $(seq 1 50); do kill -0 "$gen_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$gen_pid" 2>/dev/null || true
+  wait "$gen_pid" 2>/dev/null || true
+  gen_pid=
+  rm -rf /var/run/dpdk/"$prefix"-gen
 }
 
 # The pcap PMD names its ports' MACs itself: learn the ingress MAC dpgate sees.
@@ -162,6 +222,7 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
     skipped+=("$name: ${status#*:}")
     continue
   fi
+  row_start=$SECONDS
   rules_file=
   if [ "$rules" != - ]; then
     rules_file=$work/$name.rules
@@ -173,13 +234,16 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
     peers=$(echo "$peers" | tr , '\n' | grep -v '^dpgate$' | paste -sd, -)
     skipped+=("$name (dpgate only; the other peers ran): ${status#pending:}")
   fi
+  new_conn=0
+  case " $gen " in *" --new-ratio 1 "*) new_conn=1 ;; esac
   pcap=$work/$name.pcap
   # shellcheck disable=SC2086
   packets=$(python3 "$perf/gen-pcap.py" "$pcap" $gen --dst-mac "$lan_mac" 2>&1 | sed -n 's/^gen-pcap: .*: \([0-9]*\) frames.*/\1/p')
   [ -n "$packets" ] || { echo "run.sh: $name: gen-pcap.py $gen failed" >&2; exit 1; }
   # The warm-up covers a first replay of the whole file at 0.3 Mpps, so that
-  # a stateful peer measures established flows, not their creation (1 M flows: 3.5 s).
-  row_warmup=$(awk -v w="$warmup" -v p="$packets" 'BEGIN { x = p / 300000; print (x > w ? x : w) }')
+  # a stateful peer measures established flows, not their creation (1 M flows:
+  # 3.5 s); a new-connection row measures their creation, from the start.
+  row_warmup=$(awk -v w="$warmup" -v p="$packets" -v n=$new_conn 'BEGIN { x = n ? 0 : p / 300000; print (x > w ? x : w) }')
   # net_pcap reads the whole file into mbufs before the port starts (2 M frames: ~30 s).
   row_timeout=$(( 20 + packets / 50000 ))
   for rep in $(seq 1 "$repeats"); do
@@ -188,6 +252,29 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
       if [ "$peer" = kernel ]; then
         m=$("$perf/kernel-peer.sh" "$pcap" ${rules_file:+--rules "$rules_file"} --frames "$packets" --warmup "$row_warmup" \
               --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
+      elif [ "$peer" = dpgate ] && [ $new_conn -eq 1 ]; then
+        # The generator's trial outlasts the window (which starts with its
+        # first packets) by a second and a half.
+        start_peer dpgate-memif - "$w" 0 "$log.dut"
+        start_gen "$gen" "$log" "$(awk -v a="$warmup" -v b="$window" 'BEGIN { print a + b + 1.5 }')"
+        m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
+              --warmup "$warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout 60 \
+              2>"$work/measure.err") || m=
+        for i in $(seq 1 50); do grep -q '"kind":"result"' "$log" && break; sleep 0.1; done
+        stop_peer
+        stop_gen
+        rm -rf /var/run/dpdk/"$prefix"
+        # dpgate set the rate (its ring pushed the generator back), and every
+        # packet was a connection it made and kept.
+        gen_result=$(grep '"kind":"result"' "$log" | tail -1)
+        ct=$(sed -n 's/^  conntrack: //p' "$log.dut" | head -1)
+        if [ -z "$gen_result" ] || [[ $gen_result != *'"generator_limited":false'* ]]; then
+          m=; echo "dpgate-gen did not finish its trial, or dpgate kept up with it: ${gen_result:-no result}" >"$work/measure.err"
+        elif [[ $ct != *" early_dropped 0 refused 0 "* ]]; then
+          m=; echo "conntrack dropped or refused flows: $ct" >"$work/measure.err"
+        elif [ -n "$m" ]; then
+          m="${m%\}}, \"gen_pushback\": $(echo "$gen_result" | sed 's/.*"pushback":\([0-9.]*\).*/\1/')}"
+        fi
       else
         start_peer "$peer" "$pcap" "$w" "$packets" "$log"
         m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
@@ -202,13 +289,14 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
         echo "run.sh: $name $peer #$rep: $m" >&2
       else
         echo "run.sh: $name $peer #$rep: FAILED: $(cat "$work/measure.err")" >&2
-        [ -f "$log" ] && tail -5 "$log" >&2
+        for f in "$log" "$log.dut"; do [ -f "$f" ] && tail -5 "$f" >&2; done
         printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"error":"%s"}\n' \
           "$name" "$axis" "$w" "$peer" "$rep" "$(tr -d '"\\\n\r\t' <"$work/measure.err" | head -c 200)" >>"$samples"
       fi
     done
   done
   rm -f "$pcap"
+  echo "run.sh: $name: $((SECONDS - row_start)) s" >&2
 done 3<"$perf/scenarios.tsv"
 
 mkdir -p "$out"
@@ -220,4 +308,4 @@ printf '%s\n' "${skipped[@]}" >"$work/skipped.txt"
 python3 "$perf/report.py" "$samples" --out "$result" --tsc-hz "${tsc_khz}000" --repeats "$repeats" \
   --warmup "$warmup" --window "$window" --skipped "$work/skipped.txt" \
   --commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" "${plot_args[@]}"
-[ $quick -eq 1 ] || echo "run.sh: results in $result"
+[ $quick -eq 1 ] || echo "run.sh: results in $result ($SECONDS s)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke run of the performance harness (seconds; asserts nothing about speed):
-# perf/run.sh --quick with every peer, then checks that each moved packets,
+# perf/run.sh --quick with every peer, and one new-connection row (dpgate fed
+# by dpgate-gen over memif), then checks that each moved packets,
 # that the report redraws from its JSON, and that nothing was left behind.
 # Usage: perf/smoke.sh DPGATE_BINARY BUILD_DIR
 # Prints "test cases: N | N passed | N failed" (scripts/test-summary.py counts it).
@@ -51,6 +52,21 @@ sys.exit(0 if ok else 1)"
 check "the ratios to testpmd and l3fwd are in the result" \
   python3 -c "import json; r = json.load(open('$result'))['scenarios']['l3-64']['dpgate_over']; assert {'testpmd', 'l3fwd'} <= set(r)"
 check "report.py redraws the table from the JSON" bash -c "python3 '$perf/report.py' --redraw '$result' | grep 'dpgate/l3fwd' >/dev/null"
+# A new-connection row: dpgate fed by dpgate-gen over memif, the kernel by
+# the row's pcap; dpgate (not the generator) must have set the rate.
+newconn() {
+  "$perf/run.sh" --scenario svc-new-10 --repeats 1 --warmup 0.3 --window 0.5 --no-plots \
+    --dpgate "$dpgate" --build "$build" --out "$work/new" >"$work/new.log" 2>&1
+}
+check "perf/run.sh measures new connections (svc-new-10)" newconn
+cat "$work/new.log"
+check "dpgate made connections from dpgate-gen's SYNs, and its ring pushed the generator back" python3 -c "
+import glob, json, sys
+r = json.load(open(glob.glob('$work/new/run-*.json')[0]))
+s = r['scenarios']['svc-new-10']['samples']['dpgate']['1']
+ok = s and s['pkts_out'] > 0 and s['gen_pushback'] >= 0.01 and 'kernel' in r['scenarios']['svc-new-10']['dpgate_over']
+ok or print('  dpgate sample', s)
+sys.exit(0 if ok else 1)"
 # Only this run's directories count: another harness run may be going on.
 left=$(comm -13 <(printf '%s\n' "$before") <(ls -d /var/run/dpdk/dpgperf* 2>/dev/null | sort))
 check "no DPDK runtime directory of the run is left" test -z "$left"

@@ -198,7 +198,7 @@ for line in open(sys.argv[1]):
     print(f"zero-loss.sh:   trial {t['trial']:2}: target {t['target_pps'] / 1e6:7.4f} Mpps, offered {t['offered_pps'] / 1e6:7.4f},"
           f" received {t['rx_pps'] / 1e6:7.4f}, lost {t['lost']:>8} ({t['loss_ratio']:.1e}; ring full {t['tx_full']}),"
           f" p99 {lat.get('p99', 0):9.1f} us: {'pass' if t['pass'] else 'FAIL'}"
-          f"{' (generator behind: ' + str(t['skipped']) + ' skipped)' if t['generator_limited'] else ''}")
+          f"{'' if not t['generator_limited'] else ' (generator behind: ' + str(t['skipped']) + ' skipped)' if t['target_pps'] else ' (the generator set the rate: dpgate kept up)'}")
 PY
   # dpgate's own view: drops by reason and conntrack, from its final counters.
   local drops ct
