@@ -4,6 +4,7 @@
 #include <netdb.h>
 
 #include <cstdio>
+#include <unordered_map>
 
 namespace dpgate::rules::names {
 
@@ -102,22 +103,56 @@ const char* reject_name(RejectWith with) {
   return "icmp-port-unreachable";
 }
 
+namespace {
+
+// The answers of this thread's live LookupCache (depth > 0), by query.
+struct Remembered {
+  unsigned depth = 0;
+  std::unordered_map<std::string, std::optional<uint8_t>> protocols;
+  std::unordered_map<uint8_t, std::string> protocol_names;
+  std::unordered_map<std::string, std::optional<uint16_t>> services;  // "name/proto"
+};
+thread_local Remembered remembered;
+
+// fn() once per key while a cache is alive, every time otherwise.
+template <typename Map, typename Key, typename Fn>
+typename Map::mapped_type recall(Map& map, const Key& key, Fn fn) {
+  if (remembered.depth == 0) return fn();
+  auto it = map.find(key);
+  if (it == map.end()) it = map.emplace(key, fn()).first;
+  return it->second;
+}
+
+}  // namespace
+
+LookupCache::LookupCache() { ++remembered.depth; }
+
+LookupCache::~LookupCache() {
+  if (--remembered.depth == 0) remembered = Remembered{};
+}
+
 std::optional<uint8_t> protocol_number(std::string_view name) {
   std::string s(name);
-  if (const protoent* p = getprotobyname(s.c_str())) return uint8_t(p->p_proto);
-  return std::nullopt;
+  return recall(remembered.protocols, s, [&]() -> std::optional<uint8_t> {
+    if (const protoent* p = getprotobyname(s.c_str())) return uint8_t(p->p_proto);
+    return std::nullopt;
+  });
 }
 
 std::string protocol_name(uint8_t proto) {
-  if (const protoent* p = getprotobynumber(proto)) return p->p_name;
-  return std::to_string(proto);
+  return recall(remembered.protocol_names, proto, [&]() -> std::string {
+    if (const protoent* p = getprotobynumber(proto)) return p->p_name;
+    return std::to_string(proto);
+  });
 }
 
 std::optional<uint16_t> service_port(std::string_view name, std::string_view proto) {
   std::string s(name), pr(proto);
-  const servent* e = getservbyname(s.c_str(), pr.empty() ? nullptr : pr.c_str());
-  if (e == nullptr) return std::nullopt;
-  return uint16_t(ntohs(uint16_t(e->s_port)));
+  return recall(remembered.services, s + "/" + pr, [&]() -> std::optional<uint16_t> {
+    const servent* e = getservbyname(s.c_str(), pr.empty() ? nullptr : pr.c_str());
+    if (e == nullptr) return std::nullopt;
+    return uint16_t(ntohs(uint16_t(e->s_port)));
+  });
 }
 
 std::string ipv4_to_string(uint32_t addr) {

@@ -1359,10 +1359,12 @@ class LineParser {
   }
 
   static bool parse_nat_ports(const std::string& ports, NatTarget& t) {
-    if (auto svc = names::service_port(ports, ""); svc && !parse_uint(ports, 65535)) {
-      t.has_port = true;
-      t.min_port = t.max_port = *svc;
-      return true;
+    if (!parse_uint(ports, 65535)) {
+      if (auto svc = names::service_port(ports, "")) {  // a name may hold a '-'
+        t.has_port = true;
+        t.min_port = t.max_port = *svc;
+        return true;
+      }
     }
     size_t dash = ports.find('-');
     auto lo = parse_uint(ports.substr(0, dash), 65535, 10);
@@ -1967,6 +1969,7 @@ Expected<Ruleset> parse_ruleset(std::string_view text, std::string_view file,
 
 Expected<Ruleset> apply_ruleset(const Ruleset& base, std::string_view text, std::string_view file,
                                 const ParseOptions& options) {
+  const names::LookupCache lookups;
   FileParser p(base, file, options);
   return p.run(text);
 }

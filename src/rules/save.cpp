@@ -422,6 +422,7 @@ std::string rule_spec_text(const Rule& r) {
 std::string save_ruleset(const Ruleset& rs, const SaveOptions& options) {
   static const TableId kOrder[] = {TableId::kMangle, TableId::kRaw, TableId::kFilter,
                                    TableId::kNat};
+  const names::LookupCache lookups;
   std::string out;
   for (TableId t : kOrder) {
     const Table& tb = rs.table(t);

@@ -103,3 +103,34 @@ TEST_CASE("kube-proxy's mark, probability and recent forms are kept as data") {
   CHECK(mark.value == 0x4000);
   CHECK(mark.mask == 0x4000);
 }
+
+TEST_CASE("names from /etc/protocols and /etc/services read the same on every rule of a file") {
+  // One parse remembers each name's answer (names::LookupCache): the second
+  // and third rules must resolve as the first, a port that is a number must
+  // never be taken for a name, and a name with a '-' must not be taken for a
+  // range.
+  std::string text = "*nat\n";
+  for (int i = 0; i < 3; ++i) {
+    text += "-A PREROUTING -p TCP --dport ssh -j DNAT --to-destination 198.18.0.9:ms-sql-s\n";
+    text += "-A PREROUTING -p udp --dport domain -j DNAT --to-destination 198.18.0.9:8080\n";
+  }
+  text += "COMMIT\n";
+  auto rs = parse_ruleset(text, "f.rules");
+  REQUIRE(rs.ok());
+  const std::string saved = save_ruleset(rs.value());
+  const std::string tcp = "-A PREROUTING -p tcp -m tcp --dport 22 -j DNAT --to-destination 198.18.0.9:1433\n";
+  const std::string udp = "-A PREROUTING -p udp -m udp --dport 53 -j DNAT --to-destination 198.18.0.9:8080\n";
+  size_t at = 0;
+  for (int i = 0; i < 3; ++i) {
+    at = saved.find(tcp, at);
+    REQUIRE(at != std::string::npos);
+    at = saved.find(udp, at);
+    REQUIRE(at != std::string::npos);
+  }
+  // An unknown name fails on its second use too, at that use's position.
+  CHECK(error_of("*filter\n-A INPUT -p tcp --dport ssh -j ACCEPT\n-A INPUT -p tcp --dport nosuchsvc -j ACCEPT\n"
+                 "-A INPUT -p nosuchproto -j ACCEPT\nCOMMIT\n")
+            .rfind("f.rules:3:", 0) == 0);
+  CHECK(error_of("*filter\n-A INPUT -p nosuchproto -j ACCEPT\n-A INPUT -p nosuchproto -j ACCEPT\nCOMMIT\n")
+            .rfind("f.rules:2:", 0) == 0);
+}
