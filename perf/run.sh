@@ -18,7 +18,7 @@ perf=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$perf")
 build=$root/build-perf
 out=$perf/results
-repeats=3 warmup=1 window=2 plots=1 quick=0 dpgate=
+repeats=3 warmup=1 window=1.5 plots=1 quick=0 dpgate=
 only=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -127,7 +127,7 @@ start_peer() {
       if [ "$peer" = dpgate-memif ]; then
         # Fed by dpgate-gen (start_gen): memif server ports, as zero-loss.sh
         # gives them. Every connection the row makes stays (SYN_SENT, 120 s,
-        # as in the kernel peer): 8 M flows hold ~5 s of the fastest rate
+        # as in the kernel peer): 8 M flows hold ~4 s of the fastest rate
         # seen here, so no early drop or expiry runs in the window.
         lan="net_memif0,role=server,socket=$work/lan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:00:01"
         wan="net_memif1,role=server,socket=$work/wan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:01:01"
@@ -254,9 +254,9 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
               --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
       elif [ "$peer" = dpgate ] && [ $new_conn -eq 1 ]; then
         # The generator's trial outlasts the window (which starts with its
-        # first packets) by a second and a half.
+        # first packets) by a second.
         start_peer dpgate-memif - "$w" 0 "$log.dut"
-        start_gen "$gen" "$log" "$(awk -v a="$warmup" -v b="$window" 'BEGIN { print a + b + 1.5 }')"
+        start_gen "$gen" "$log" "$(awk -v a="$warmup" -v b="$window" 'BEGIN { print a + b + 1 }')"
         m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
               --warmup "$warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout 60 \
               2>"$work/measure.err") || m=
