@@ -343,6 +343,10 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
   }
 }
 
+void Table::prefetch(const net::FiveTuple& t) const {
+  __builtin_prefetch(&buckets_[static_cast<uint32_t>(hash(t)) & mask_]);
+}
+
 bool Table::in_use(const net::FiveTuple& t, uint64_t now) const {
   const uint32_t ref = find_ref(t, hash(t));
   return ref != kNoRef && !expired(entries_[ref >> 1], coarse(now));

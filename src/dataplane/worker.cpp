@@ -725,6 +725,14 @@ void prerouting(Worker& w, Burst& b) {
   for (uint16_t i = 0; i < b.n_rx; ++i) any_new |= b.is_new[i];
   if (any_new) {
     b.rules->program.with_lookahead(rules::Hook::kPrerouting, b.n_rx, key, visit);
+    // A new flow's reply tuple is final now unless SNAT moves it: POSTROUTING
+    // asks whether it is taken (the null binding, SNAT's port choice) and
+    // inserts it. Its index line is a random miss, one per connection,
+    // that each packet met alone there; fetched for the burst here, they
+    // overlap each other and the route lookups.
+    for (uint16_t i = 0; i < b.n_rx; ++i) {
+      if (b.is_new[i] && b.rx[i] != nullptr) w.flows->prefetch(b.reply[i]);
+    }
     return;
   }
   // No first packet: a packet of a known flow (not RELATED) walks no nat
