@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     if (only != 0 && n != only) continue;
     Setup with = build(ruleset(n, true, to, rng));
     Setup without = build(ruleset(n, false, to, rng));
-    dataplane::WorkerMatchState fast(nullptr, 1), plain_state(nullptr, 1), none(nullptr, 1);
+    dataplane::WorkerMatchState fast(0, nullptr, 1), plain_state(0, nullptr, 1), none(0, nullptr, 1);
     PerRuleSearch plain(plain_state);
     fast.begin(with.published.get(), 0);
     plain_state.begin(with.published.get(), 0);

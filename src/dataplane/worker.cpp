@@ -1093,7 +1093,7 @@ Worker::Worker(Router& r, uint16_t queue_index, unsigned lcore, const conntrack:
   nat_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{queue_index, r.worker_count},
                                                          rte_rdtsc() + queue_index);
   any_ports = std::make_unique<conntrack::PortAllocator>(conntrack::PortSlice{0, 1}, rte_rdtsc() * 31 + queue_index);
-  match_state = std::make_unique<WorkerMatchState>(r.recent, rte_rdtsc() * 2654435761u + queue_index);
+  match_state = std::make_unique<WorkerMatchState>(queue_index, r.recent, rte_rdtsc() * 2654435761u + queue_index);
   flow_request.flows.reserve(FlowRequest::kFlowPage);
 }
 

@@ -1016,7 +1016,7 @@ void Program::walk(Hook hook, Walk& w, MatchState& st) const {
         }
         if (found->chain != kNone) {
           // -j CHAIN, from the slot: what apply_compiled and kJump do.
-          res.add_matched(found->rule);
+          if (!res.add_matched(found->rule)) [[unlikely]] st.unrecorded_match(found->rule, p);
           w.stack[depth++] = {chain, seg.end, end};
           const JumpData j{found->chain,
                            found->rule_begin,
@@ -1044,7 +1044,8 @@ void Program::walk(Hook hook, Walk& w, MatchState& st) const {
     }
     // Rule `hit` matched; `next` is where the walk goes on after it.
     const CompiledTarget& t = rules[hit].target;
-    res.add_matched(hit);  // the rule index is its id (checked when compiled)
+    // The rule index is its id (checked when compiled).
+    if (!res.add_matched(hit)) [[unlikely]] st.unrecorded_match(hit, p);
     const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
     switch (f) {
       case eval::Flow::kContinue:

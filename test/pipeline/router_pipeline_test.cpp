@@ -527,6 +527,28 @@ TEST_CASE("a stateful filter lets replies of allowed connections in and nothing 
   CHECK(r.worker().flows->size() == 1);
 }
 
+TEST_CASE("every rule a packet matches is counted, also past the matches one hook's result lists") {
+  RingRouter r(kStaticNeighbours);
+  std::string text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+  for (int k = 0; k < 40; ++k) text += "-A FORWARD -p tcp -m comment --comment c" + std::to_string(k) + "\n";
+  text += "-A FORWARD -p tcp -j ACCEPT\nCOMMIT\n";
+  load_rules(r, text);
+  const Frame syn = client_tcp(r, "198.18.2.2", 40000, 80, 0x02);
+  r.receive(kLan, syn);
+  r.receive(kLan, client_tcp(r, "198.18.2.2", 40000, 80, 0x10));
+  REQUIRE(r.sent(kWan).size() == 2);
+  // The kernel counts every rule a packet matches (checked with 41 such
+  // rules in a namespace's OUTPUT: iptables-save -c showed each with every
+  // packet); a HookResult lists kMaxMatched of them.
+  const std::string saved = r.runtime().rules().save(true);
+  const std::string counts = "[2:" + std::to_string(2 * (syn.size() - 14)) + "] -A FORWARD -p tcp ";
+  for (int k = 0; k < 40; ++k) {
+    INFO("rule c" << k);
+    CHECK(saved.find(counts + "-m comment --comment c" + std::to_string(k) + "\n") != std::string::npos);
+  }
+  CHECK(saved.find(counts + "-j ACCEPT\n") != std::string::npos);
+}
+
 TEST_CASE("a connmark set on a connection's first packet stays with the flow, also through rules that never read it") {
   RingRouter r(kStaticNeighbours);
   const std::string marking = R"(*mangle

@@ -16,7 +16,9 @@ namespace dpgate::dataplane {
 
 class WorkerMatchState final : public rules::MatchState {
  public:
-  WorkerMatchState(lb::RecentTable* recent, uint64_t seed) : recent_(recent), rng_(seed | 1) {}
+  // For worker `worker` (its row of the rule counters).
+  WorkerMatchState(uint32_t worker, lb::RecentTable* recent, uint64_t seed)
+      : worker_(worker), recent_(recent), rng_(seed | 1) {}
 
   // Before evaluating a burst: the generation it runs and the time. The
   // first burst of a generation claims that generation's payload scanner.
@@ -52,8 +54,14 @@ class WorkerMatchState final : public rules::MatchState {
   // begin_packet() it scans on every call: the Program asks once per hook.
   const uint64_t* string_scan(const rules::StringPatterns& patterns,
                               const rules::Packet& p) override;
+  // Counted in this worker's row of the generation begin() was given, as
+  // the rules a HookResult lists are (PublishedRules::count).
+  void unrecorded_match(uint32_t rule_id, const rules::Packet& p) override {
+    if (rules_ != nullptr) rules_->count_rule(worker_, rule_id, p.length);
+  }
 
  private:
+  uint32_t worker_;
   lb::RecentTable* recent_;
   const PublishedRules* rules_ = nullptr;
   uint64_t generation_ = 0;

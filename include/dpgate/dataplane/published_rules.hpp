@@ -71,12 +71,20 @@ struct PublishedRules {
   }
 
   // Adds one packet to the rules it matched. The worker `w` only.
+  // (Those past the list's kMaxMatched were counted by count_rule() as
+  // they matched.)
   void count(uint32_t w, const rules::HookResult& r, uint32_t bytes) const {
     RuleCounter* row = counters[w].get();
     for (uint16_t i = 0; i < r.matched_count; ++i) {
       row[r.matched[i]].packets.add(1);
       row[r.matched[i]].bytes.add(bytes);
     }
+  }
+  // Adds one packet to rule `rule_id`. The worker `w` only.
+  void count_rule(uint32_t w, uint32_t rule_id, uint32_t bytes) const {
+    RuleCounter& c = counters[w][rule_id];
+    c.packets.add(1);
+    c.bytes.add(bytes);
   }
 };
 

@@ -90,7 +90,9 @@ struct HookResult {
   // the order they matched; for counters and trace.
   // Only the first matched_count / log_count entries are set: a result is
   // made per packet and hook, and zeroing the arrays each time showed in the
-  // data plane's profile.
+  // data plane's profile. A rule that matches once the list is full sets
+  // matched_overflow, and the evaluator hands it to
+  // MatchState::unrecorded_match() instead, so that it is still counted.
   uint16_t matched_count = 0;
   bool matched_overflow = false;
   std::array<uint32_t, kMaxMatched> matched;
@@ -112,12 +114,15 @@ struct HookResult {
     log_count = 0;
     logs_overflow = false;
   }
-  void add_matched(uint32_t id) {
-    if (matched_count < kMaxMatched) {
+  // False when the list was full: the caller passes `id` on to
+  // MatchState::unrecorded_match().
+  [[nodiscard]] bool add_matched(uint32_t id) {
+    if (matched_count < kMaxMatched) [[likely]] {
       matched[matched_count++] = id;
-    } else {
-      matched_overflow = true;
+      return true;
     }
+    matched_overflow = true;
+    return false;
   }
   void add_log(uint32_t id, uint32_t mark, const LogTarget& t) {
     if (log_count < kMaxLogs) {
@@ -178,6 +183,11 @@ class MatchState {
   virtual bool limit(uint32_t rule_id, uint32_t match_index, const LimitMatch& m) = 0;
   // nfacct: counts the packet on the named object; always matches.
   virtual void nfacct(const NfacctMatch& m, const Packet& p) = 0;
+  // Rule `rule_id` matched `p` after its HookResult had listed kMaxMatched
+  // rules: the kernel counts every rule a packet matches, so whoever keeps
+  // the counters counts this one now. The default keeps nothing (the
+  // result's matched_overflow still says a rule went unlisted).
+  virtual void unrecorded_match(uint32_t /*rule_id*/, const Packet& /*p*/) {}
   // string: whether the payload contains the pattern (before '!').
   virtual bool string(const StringMatch& m, const Packet& p) = 0;
   // string for every pattern of a numbering at once: a bitset (bit k: pattern
@@ -206,6 +216,9 @@ class SimpleMatchState final : public MatchState {
   bool string(const StringMatch& m, const Packet& p) override;
   // string() for each pattern, so that it agrees with the rule-by-rule path.
   const uint64_t* string_scan(const StringPatterns& patterns, const Packet& p) override;
+  // Kept in order, for a test to read.
+  void unrecorded_match(uint32_t rule_id, const Packet&) override { unrecorded_.push_back(rule_id); }
+  const std::vector<uint32_t>& unrecorded() const { return unrecorded_; }
 
  private:
   struct Bucket {
@@ -217,6 +230,7 @@ class SimpleMatchState final : public MatchState {
   double now_ = 0;
   std::map<uint64_t, uint32_t> nth_;
   std::map<uint64_t, Bucket> buckets_;
+  std::vector<uint32_t> unrecorded_;
   // list -> address -> hit times (oldest first) and last ttl
   struct Entry {
     std::vector<double> hits;

@@ -240,7 +240,7 @@ TEST_CASE("the data plane scans a packet once per hook, whatever the number of s
   REQUIRE(db.ok());
   const uint32_t count = rules::rule_ids(rs).count;
   dataplane::PublishedRules published(1, rs, std::move(*prog), std::move(*db), count, 1);
-  dataplane::WorkerMatchState state(nullptr, 1);
+  dataplane::WorkerMatchState state(0, nullptr, 1);
   state.begin(&published, 0);
   rules::Interpreter interpreter(rs);
 
@@ -268,7 +268,7 @@ TEST_CASE("a later fragment is searched like any datagram: xt_string has no frag
   auto db = match::PayloadDatabase::build(rs);
   REQUIRE(db.ok());
   dataplane::PublishedRules published(1, rs, std::move(*prog), std::move(*db), rules::rule_ids(rs).count, 1);
-  dataplane::WorkerMatchState state(nullptr, 1);
+  dataplane::WorkerMatchState state(0, nullptr, 1);
   state.begin(&published, 0);
   const std::string data = at(20, "secret", 64);
   rules::Packet p;
@@ -287,7 +287,7 @@ TEST_CASE("without begin_packet each hook scans afresh and a lone string match s
   auto db = match::PayloadDatabase::build(rs);
   REQUIRE(db.ok());
   dataplane::PublishedRules published(1, rs, std::move(*prog), std::move(*db), rules::rule_ids(rs).count, 1);
-  dataplane::WorkerMatchState state(nullptr, 1);
+  dataplane::WorkerMatchState state(0, nullptr, 1);
   state.begin(&published, 0);
   std::string data = at(20, "two", 64);
   rules::Packet p;
@@ -312,7 +312,7 @@ TEST_CASE("each worker claims its own scanner of a generation, once") {
   auto db = match::PayloadDatabase::build(rs);
   REQUIRE(db.ok());
   dataplane::PublishedRules published(4, rs, std::move(*prog), std::move(*db), rules::rule_ids(rs).count, 2);
-  dataplane::WorkerMatchState a(nullptr, 1), b(nullptr, 2);
+  dataplane::WorkerMatchState a(0, nullptr, 1), b(0, nullptr, 2);
   a.begin(&published, 0);
   a.begin(&published, 1);
   b.begin(&published, 0);

@@ -143,7 +143,7 @@ struct Side {
   lb::RecentTable recent{1024};
   dataplane::WorkerMatchState state;
 
-  Side(const rules::Ruleset& rs, const rules::CompileOptions& opt, uint64_t seed) : state(&recent, seed) {
+  Side(const rules::Ruleset& rs, const rules::CompileOptions& opt, uint64_t seed) : state(0, &recent, seed) {
     auto prog = rules::compile_ruleset(rs, opt);
     auto db = match::PayloadDatabase::build(rs);
     REQUIRE(prog.ok());

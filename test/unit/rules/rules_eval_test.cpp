@@ -434,3 +434,34 @@ TEST_CASE("a stateful firewall's state rules are tried before its classifier, as
     CHECK(r.matched[0] == c.rule);
   }
 }
+
+TEST_CASE("a packet matching more rules than a result lists has the rest passed on to be counted, in order") {
+  // 40 counting rules, a service dispatch run (one hash lookup) and the
+  // chain it jumps to: 43 rules match, kMaxMatched of them are listed.
+  std::string text = "*filter\n:SVC - [0:0]\n";
+  for (int k = 0; k < 40; ++k) text += "-A FORWARD -p tcp -m comment --comment c" + std::to_string(k) + "\n";
+  for (int k = 5; k < 15; ++k) {
+    text += "-A FORWARD -d 198.19.0." + std::to_string(k) + "/32 -p tcp -m tcp --dport 80 -j SVC\n";
+  }
+  text += "-A SVC -p tcp\n-A SVC -j ACCEPT\nCOMMIT\n";
+  auto b = Both::make(text);
+  REQUIRE(b.prog.stats().hash_segments == 1);
+  const Packet p = tcp(kClient, kVip, 80);
+  SimpleMatchState a(7), c(7);
+  const HookResult x = Interpreter(b.rs).evaluate(Hook::kForward, p, a);
+  const HookResult y = b.prog.evaluate(Hook::kForward, p, c);
+  REQUIRE(x == y);
+  CHECK(x.action == Action::kAccept);
+  REQUIRE(x.matched_count == kMaxMatched);
+  CHECK(x.matched_overflow);
+  CHECK(a.unrecorded() == c.unrecorded());
+  REQUIRE(a.unrecorded().size() == 43 - kMaxMatched);
+  // Every matched rule once, in the order it matched: the 40 counting rules
+  // one after another, the hash run's jump for 198.19.0.10, SVC's two.
+  std::vector<uint32_t> all(x.matched.begin(), x.matched.begin() + x.matched_count);
+  all.insert(all.end(), a.unrecorded().begin(), a.unrecorded().end());
+  for (uint32_t k = 0; k < 40; ++k) CHECK(all[k] == all[0] + k);
+  CHECK(all[40] == all[0] + 40 + 5);  // the sixth rule of the run
+  CHECK(all[41] == all[0] + 50);      // SVC's first rule, after FORWARD's 50
+  CHECK(all[42] == all[0] + 51);
+}
