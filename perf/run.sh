@@ -15,6 +15,7 @@
 set -euo pipefail
 usage() { sed -n '5,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 perf=$(cd "$(dirname "$0")" && pwd)
+. "$perf/memif.sh"
 root=$(dirname "$perf")
 build=$root/build-perf
 out=$perf/results
@@ -129,8 +130,7 @@ start_peer() {
         # gives them. Every connection the row makes stays (SYN_SENT, 120 s,
         # as in the kernel peer): 16 M flows hold ~7 s of the fastest rate
         # seen here (2.1 M/s), so no early drop or expiry runs in the window.
-        lan="net_memif0,role=server,socket=$work/lan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:00:01"
-        wan="net_memif1,role=server,socket=$work/wan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:01:01"
+        lan=$(memif_server 0 "$work" 14) wan=$(memif_server 1 "$work" 14)
         pool=16383 max_flows=16777216
         rm -f "$work"/*.sock
       fi
@@ -167,16 +167,10 @@ start_gen() {
     if [ $skip -eq 1 ]; then skip=0; continue; fi
     case $o in --packets) skip=1 ;; *) opts+=("$o") ;; esac
   done
-  for i in $(seq 1 600); do
-    grep -q "dpgate: running" "$2.dut" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_running "$2.dut" "$pid" || true  # a dpgate that did not start fails the row's checks
+  memif_client_args "$work" 14
   "$gen_bin" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" $eal_log --log-level=pmd.net.memif:warning \
-    --lcores 0@0 \
-    --vdev "net_memif0,role=client,socket=$work/lan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:00:02" \
-    --vdev "net_memif1,role=client,socket=$work/wan.sock,socket-abstract=no,rsize=14,mac=02:00:00:00:01:02" \
-    -- --tx-port 0 --rx-port 1 --dst-mac 02:00:00:00:00:01 "${opts[@]}" --learn-rate 0 \
+    --lcores 0@0 "${memif_client[@]}" -- "${memif_aim[@]}" "${opts[@]}" --learn-rate 0 \
     --duration "$3" --hold >"$2" 2>&1 &
   gen_pid=$!
 }

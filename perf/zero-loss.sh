@@ -25,6 +25,7 @@
 set -euo pipefail
 usage() { sed -n '9,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 perf=$(cd "$(dirname "$0")" && pwd)
+. "$perf/memif.sh"
 root=$(dirname "$perf")
 build=$root/build-perf
 services=0 new_conn=0 repeats=1 proto= size=64 flows=1024 endpoints=4 trial=3 max_time=60
@@ -125,9 +126,9 @@ workers = 1;
 idle_sleep_us = 0;
 mbuf_pool_size = 16383;
 ports = (
-  { name = "lan"; device = "net_memif0,role=server,socket=$work/lan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:00:01";
+  { name = "lan"; device = "$(memif_server 0 "$work" "$ring")";
     addresses = [ "198.18.0.1/24" ]; },
-  { name = "wan"; device = "net_memif1,role=server,socket=$work/wan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:01:01";
+  { name = "wan"; device = "$(memif_server 1 "$work" "$ring")";
     addresses = [ "198.18.101.1/24" ]; }
 );
 routes = ( { prefix = "198.18.1.0/24"; gateway = "198.18.101.2"; port = "wan"; } );
@@ -143,12 +144,7 @@ CONF
   dp_pid=$!
   prioritise "$dp_pid"
   local i
-  for i in $(seq 1 600); do
-    grep -q "dpgate: running" "$work/dpgate-$svc-$rep.log" && break
-    kill -0 "$dp_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -q "dpgate: running" "$work/dpgate-$svc-$rep.log"; then
+  if ! wait_running "$work/dpgate-$svc-$rep.log" "$dp_pid"; then
     echo "zero-loss.sh: dpgate did not start:" >&2
     cat "$work/dpgate-$svc-$rep.log" >&2
     exit 1
@@ -158,10 +154,9 @@ CONF
   local wtid s0 s1 t0 t1
   wtid=$(worker_tid "$dp_pid")
   s0=$(schedstat "$dp_pid" "$wtid") t0=$(date +%s.%N)
+  memif_client_args "$work" "$ring"
   $launch "$gen" --no-huge --no-pci -m 256 --file-prefix "$prefix-gen" "${eal_log[@]}" --lcores 0@0 \
-    --vdev "net_memif0,role=client,socket=$work/lan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:00:02" \
-    --vdev "net_memif1,role=client,socket=$work/wan.sock,socket-abstract=no,rsize=$ring,mac=02:00:00:00:01:02" \
-    -- --tx-port 0 --rx-port 1 --dst-mac 02:00:00:00:00:01 --proto "$proto" --size "$size" \
+    "${memif_client[@]}" -- "${memif_aim[@]}" --proto "$proto" --size "$size" \
     "${mode_args[@]}" "${dst_args[@]}" --search --duration "$trial" --max-time "$max_time" \
     --loss "$loss" --retries "$retries" --hold "${gen_extra[@]}" >"$work/gen-$svc-$rep.out" 2>"$work/gen-$svc-$rep.err" &
   gen_pid=$!
