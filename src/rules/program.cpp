@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <new>
 #include <cstring>
@@ -42,8 +43,13 @@ uint64_t hash_key(bool with_dst, uint32_t dst, uint8_t proto, uint16_t dport) {
   return k;
 }
 
+// Fibonacci hashing: the product's top bits, the only ones every bit of the
+// key reaches (the address's first octet sits at bits 48-55; bits 32 and up
+// of the product, taken before, left keys that differ only there in one
+// slot). Consecutive addresses still fall one slot apart. `mask` is a power
+// of two less one.
 uint32_t hash_slot(uint64_t key, uint32_t mask) {
-  return uint32_t((key * kHashMul) >> 32) & mask;
+  return uint32_t((key * kHashMul) >> (64 - std::popcount(mask)));
 }
 
 // The key of a rule that tests only exact dst/32 (optional), proto tcp/udp
@@ -416,8 +422,9 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           hi.slot_begin = uint32_t(prog.slots_.size());
           prog.slots_.resize(prog.slots_.size() + slots);
           for (size_t q = 0; q < run; ++q) {
-            uint32_t s = hash_slot(keys[q], hi.mask);
-            while (prog.slots_[hi.slot_begin + s].rule != Program::kNone) s = (s + 1) & hi.mask;
+            uint32_t s = hash_slot(keys[q], hi.mask), probes = 1;
+            for (; prog.slots_[hi.slot_begin + s].rule != Program::kNone; ++probes) s = (s + 1) & hi.mask;
+            prog.stats_.hash_max_probes = std::max(prog.stats_.hash_max_probes, probes);
             prog.slots_[hi.slot_begin + s].key = keys[q];
             prog.slots_[hi.slot_begin + s].rule = abs + uint32_t(q);
           }

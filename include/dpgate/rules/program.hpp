@@ -93,6 +93,7 @@ class Program {
   struct Stats {
     uint32_t rules = 0, chains = 0;
     uint32_t hash_segments = 0, hashed_rules = 0;
+    uint32_t hash_max_probes = 0;  // slots the longest lookup of a hashed rule's key reads
     uint32_t classifier_segments = 0, classified_rules = 0;
     uint32_t linear_rules = 0;
     uint32_t string_guarded_rules = 0;  // classified rules a scan can rule out

@@ -178,6 +178,7 @@ TEST_CASE("a service dispatch chain compiles to one hash lookup") {
   auto b = Both::make(text);
   CHECK(b.prog.stats().hash_segments == 1);
   CHECK(b.prog.stats().hashed_rules == 500);
+  CHECK(b.prog.stats().hash_max_probes <= 2);  // consecutive addresses, one slot apart
   HookResult r = b.run(Hook::kPrerouting, tcp(kClient, 0x0a600101, 80));  // 10.96.1.1
   REQUIRE(r.matched_count >= 2);
   CHECK(r.matched[1] == 2 + 201);  // SVC's rule, then KUBE-SERVICES rule #201
@@ -464,4 +465,24 @@ TEST_CASE("a packet matching more rules than a result lists has the rest passed 
   CHECK(all[40] == all[0] + 40 + 5);  // the sixth rule of the run
   CHECK(all[41] == all[0] + 50);      // SVC's first rule, after FORWARD's 50
   CHECK(all[42] == all[0] + 51);
+}
+
+TEST_CASE("a hashed run spreads keys that differ only in the address's first octet") {
+  // 200 services on 1.0.0.1, 2.0.0.1, ... 200.0.0.1, one port: were the
+  // slot taken from the key's low bits alone, every key would share a slot
+  // and a lookup would read up to 200 of them.
+  std::string text = "*nat\n:SVC - [0:0]\n-A SVC -j RETURN\n";
+  for (int k = 1; k <= 200; ++k) {
+    text += "-A PREROUTING -d " + std::to_string(k) + ".0.0.1/32 -p tcp -m tcp --dport 443 -j SVC\n";
+  }
+  text += "COMMIT\n";
+  auto b = Both::make(text);
+  REQUIRE(b.prog.stats().hash_segments == 1);
+  CHECK(b.prog.stats().hash_max_probes <= 8);
+  // Each is still found: the packet to 117.0.0.1 jumps to SVC from
+  // PREROUTING's rule #117 (id 116), and returns from SVC's (id 200).
+  HookResult r = b.run(Hook::kPrerouting, tcp(kClient, 0x75000001, 443));
+  REQUIRE(r.matched_count == 2);
+  CHECK(r.matched[0] == 116);
+  CHECK(r.matched[1] == 200);
 }
