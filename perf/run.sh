@@ -207,7 +207,10 @@ tsc_khz=$(sed -n 's/.*TSC frequency is ~\([0-9]*\) KHz.*/\1/p' "$work/tsc.log" |
 samples=$work/samples.jsonl
 : >"$samples"
 skipped=()
-while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
+
+# The selected rows, in file order: r_name[i] and so on.
+r_name=() r_status=() r_axis=() r_w=() r_peers=() r_gen=() r_rules=() r_group=()
+while IFS=$'\t' read -r -u 3 name status axis w peers gen rules group; do
   case $name in ''|'#'*|name) continue ;; esac
   selected=0
   for s in "${only[@]}"; do [ "$s" = "$name" ] && selected=1; done
@@ -216,82 +219,125 @@ while IFS=$'\t' read -r -u 3 name status axis w peers gen rules; do
     skipped+=("$name: ${status#*:}")
     continue
   fi
-  row_start=$SECONDS
-  rules_file=
-  if [ "$rules" != - ]; then
-    rules_file=$work/$name.rules
-    # shellcheck disable=SC2086
-    python3 "$perf/gen-rules.py" "$rules_file" $rules
-  fi
   if [ "${status%%:*}" = pending ]; then
     # A pending row runs its peers but not dpgate, which lacks the feature.
     peers=$(echo "$peers" | tr , '\n' | grep -v '^dpgate$' | paste -sd, -)
     skipped+=("$name (dpgate only; the other peers ran): ${status#pending:}")
   fi
-  new_conn=0
+  r_name+=("$name") r_status+=("$status") r_axis+=("$axis") r_w+=("$w") r_peers+=("$peers")
+  r_gen+=("$gen") r_rules+=("$rules") r_group+=("${group:--}")
+done 3<"$perf/scenarios.tsv"
+
+# prepare_row I: row I's rules file, pcap and timings (r_rules_file[I] ...).
+r_rules_file=() r_pcap=() r_packets=() r_new_conn=() r_warmup=() r_timeout=()
+prepare_row() {
+  local i=$1 name=${r_name[$1]} gen=${r_gen[$1]} rules=${r_rules[$1]} packets new_conn=0
+  r_rules_file[i]=
+  if [ "$rules" != - ]; then
+    r_rules_file[i]=$work/$name.rules
+    # shellcheck disable=SC2086
+    python3 "$perf/gen-rules.py" "${r_rules_file[i]}" $rules
+  fi
   case " $gen " in *" --new-ratio 1 "*) new_conn=1 ;; esac
-  pcap=$work/$name.pcap
+  r_new_conn[i]=$new_conn
+  r_pcap[i]=$work/$name.pcap
   # shellcheck disable=SC2086
-  packets=$(python3 "$perf/gen-pcap.py" "$pcap" $gen --dst-mac "$lan_mac" 2>&1 | sed -n 's/^gen-pcap: .*: \([0-9]*\) frames.*/\1/p')
+  packets=$(python3 "$perf/gen-pcap.py" "${r_pcap[i]}" $gen --dst-mac "$lan_mac" 2>&1 | sed -n 's/^gen-pcap: .*: \([0-9]*\) frames.*/\1/p')
   [ -n "$packets" ] || { echo "run.sh: $name: gen-pcap.py $gen failed" >&2; exit 1; }
+  r_packets[i]=$packets
   # The warm-up covers a first replay of the whole file at 0.3 Mpps, so that
   # a stateful peer measures established flows, not their creation (1 M flows:
   # 3.5 s); a new-connection row measures their creation, from the start.
-  row_warmup=$(awk -v w="$warmup" -v p="$packets" -v n=$new_conn 'BEGIN { x = n ? 0 : p / 300000; print (x > w ? x : w) }')
+  r_warmup[i]=$(awk -v w="$warmup" -v p="$packets" -v n=$new_conn 'BEGIN { x = n ? 0 : p / 300000; print (x > w ? x : w) }')
   # net_pcap reads the whole file into mbufs before the port starts (2 M frames: ~30 s).
-  row_timeout=$(( 20 + packets / 50000 ))
+  r_timeout[i]=$(( 20 + packets / 50000 ))
+}
+
+# sample I PEER REP: one measurement of PEER on row I, appended to $samples.
+sample() {
+  local i=$1 peer=$2 rep=$3 name=${r_name[$1]} axis=${r_axis[$1]} w=${r_w[$1]} gen=${r_gen[$1]}
+  local pcap=${r_pcap[$1]} packets=${r_packets[$1]} row_warmup=${r_warmup[$1]} row_timeout=${r_timeout[$1]}
+  local log=$work/$name-$peer-$rep.log m gen_result ct
+  rules_file=${r_rules_file[$1]}
+  if [ "$peer" = kernel ]; then
+    m=$("$perf/kernel-peer.sh" "$pcap" ${rules_file:+--rules "$rules_file"} --frames "$packets" --warmup "$row_warmup" \
+          --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
+  elif [ "$peer" = dpgate ] && [ "${r_new_conn[$1]}" -eq 1 ]; then
+    # The generator's trial outlasts the window (which starts with its
+    # first packets) by a second.
+    start_peer dpgate-memif - "$w" 0 "$log.dut"
+    start_gen "$gen" "$log" "$(awk -v a="$warmup" -v b="$window" 'BEGIN { print a + b + 1 }')"
+    m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
+          --warmup "$warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout 60 \
+          2>"$work/measure.err") || m=
+    for _ in $(seq 1 50); do grep -q '"kind":"result"' "$log" && break; sleep 0.1; done
+    stop_peer
+    stop_gen
+    rm -rf /var/run/dpdk/"$prefix"
+    # dpgate set the rate (its ring pushed the generator back), and every
+    # packet was a connection it made and kept.
+    gen_result=$(grep '"kind":"result"' "$log" | tail -1)
+    ct=$(sed -n 's/^  conntrack: //p' "$log.dut" | head -1)
+    if [ -z "$gen_result" ] || [[ $gen_result != *'"generator_limited":false'* ]]; then
+      m=; echo "dpgate-gen did not finish its trial, or dpgate kept up with it: ${gen_result:-no result}" >"$work/measure.err"
+    elif [[ $ct != *" early_dropped 0 refused 0 "* ]]; then
+      m=; echo "conntrack dropped or refused flows: $ct" >"$work/measure.err"
+    elif [ -n "$m" ]; then
+      m="${m%\}}, \"gen_pushback\": $(echo "$gen_result" | sed 's/.*"pushback":\([0-9.]*\).*/\1/')}"
+    fi
+  else
+    start_peer "$peer" "$pcap" "$w" "$packets" "$log"
+    m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
+          --warmup "$row_warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout "$row_timeout" \
+          2>"$work/measure.err") || m=
+    stop_peer
+    rm -rf /var/run/dpdk/"$prefix"
+  fi
+  if [ -n "$m" ]; then
+    printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"sample":%s}\n' \
+      "$name" "$axis" "$w" "$peer" "$rep" "$m" >>"$samples"
+    echo "run.sh: $name $peer #$rep: $m" >&2
+  else
+    echo "run.sh: $name $peer #$rep: FAILED: $(cat "$work/measure.err")" >&2
+    for f in "$log" "$log.dut"; do [ -f "$f" ] && tail -5 "$f" >&2; done
+    printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"error":"%s"}\n' \
+      "$name" "$axis" "$w" "$peer" "$rep" "$(tr -d '"\\\n\r\t' <"$work/measure.err" | head -c 200)" >>"$samples"
+  fi
+}
+
+# Rows run one after another, each repeat running every peer in turn. A run
+# of adjacent rows sharing a group (scenarios.tsv) runs interleaved: repeat
+# by repeat, peer by peer, the rows' samples of one peer back to back, the
+# rows' order reversed every other repeat. A ratio between two such rows
+# (the new-connection target: 10 000 over 10 services) then pairs samples
+# taken seconds apart, not minutes, on a host whose speed drifts.
+row=0
+while [ $row -lt ${#r_name[@]} ]; do
+  members=("$row")
+  while [ "${r_group[row]}" != - ] && [ $((row + ${#members[@]})) -lt ${#r_name[@]} ] &&
+        [ "${r_group[row + ${#members[@]}]}" = "${r_group[row]}" ]; do
+    members+=("$((row + ${#members[@]}))")
+  done
+  row_start=$SECONDS
+  for k in "${members[@]}"; do prepare_row "$k"; done
   for rep in $(seq 1 "$repeats"); do
-    for peer in ${peers//,/ }; do
-      log=$work/$name-$peer-$rep.log
-      if [ "$peer" = kernel ]; then
-        m=$("$perf/kernel-peer.sh" "$pcap" ${rules_file:+--rules "$rules_file"} --frames "$packets" --warmup "$row_warmup" \
-              --window "$window" --tsc-hz "${tsc_khz}000" 2>"$work/measure.err") || m=
-      elif [ "$peer" = dpgate ] && [ $new_conn -eq 1 ]; then
-        # The generator's trial outlasts the window (which starts with its
-        # first packets) by a second.
-        start_peer dpgate-memif - "$w" 0 "$log.dut"
-        start_gen "$gen" "$log" "$(awk -v a="$warmup" -v b="$window" 'BEGIN { print a + b + 1 }')"
-        m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
-              --warmup "$warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout 60 \
-              2>"$work/measure.err") || m=
-        for i in $(seq 1 50); do grep -q '"kind":"result"' "$log" && break; sleep 0.1; done
-        stop_peer
-        stop_gen
-        rm -rf /var/run/dpdk/"$prefix"
-        # dpgate set the rate (its ring pushed the generator back), and every
-        # packet was a connection it made and kept.
-        gen_result=$(grep '"kind":"result"' "$log" | tail -1)
-        ct=$(sed -n 's/^  conntrack: //p' "$log.dut" | head -1)
-        if [ -z "$gen_result" ] || [[ $gen_result != *'"generator_limited":false'* ]]; then
-          m=; echo "dpgate-gen did not finish its trial, or dpgate kept up with it: ${gen_result:-no result}" >"$work/measure.err"
-        elif [[ $ct != *" early_dropped 0 refused 0 "* ]]; then
-          m=; echo "conntrack dropped or refused flows: $ct" >"$work/measure.err"
-        elif [ -n "$m" ]; then
-          m="${m%\}}, \"gen_pushback\": $(echo "$gen_result" | sed 's/.*"pushback":\([0-9.]*\).*/\1/')}"
-        fi
-      else
-        start_peer "$peer" "$pcap" "$w" "$packets" "$log"
-        m=$(python3 "$perf/measure.py" --pid "$pid" --prefix "$prefix" --threads "$threads" \
-              --warmup "$row_warmup" --window "$window" --tsc-hz "${tsc_khz}000" --timeout "$row_timeout" \
-              2>"$work/measure.err") || m=
-        stop_peer
-        rm -rf /var/run/dpdk/"$prefix"
-      fi
-      if [ -n "$m" ]; then
-        printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"sample":%s}\n' \
-          "$name" "$axis" "$w" "$peer" "$rep" "$m" >>"$samples"
-        echo "run.sh: $name $peer #$rep: $m" >&2
-      else
-        echo "run.sh: $name $peer #$rep: FAILED: $(cat "$work/measure.err")" >&2
-        for f in "$log" "$log.dut"; do [ -f "$f" ] && tail -5 "$f" >&2; done
-        printf '{"scenario":"%s","axis":"%s","workers":%s,"peer":"%s","repeat":%s,"error":"%s"}\n' \
-          "$name" "$axis" "$w" "$peer" "$rep" "$(tr -d '"\\\n\r\t' <"$work/measure.err" | head -c 200)" >>"$samples"
-      fi
+    order=("${members[@]}")
+    if [ $((rep % 2)) -eq 0 ] && [ ${#members[@]} -gt 1 ]; then
+      order=(); for ((k = ${#members[@]} - 1; k >= 0; k--)); do order+=("${members[k]}"); done
+    fi
+    # Peers in the first row's order, then any only later rows have.
+    all_peers=$(for k in "${members[@]}"; do echo "${r_peers[k]//,/ }"; done | tr ' ' '\n' | awk 'NF && !seen[$0]++')
+    for peer in $all_peers; do
+      for k in "${order[@]}"; do
+        case ",${r_peers[k]}," in *",$peer,"*) sample "$k" "$peer" "$rep" ;; esac
+      done
     done
   done
-  rm -f "$pcap"
-  echo "run.sh: $name: $((SECONDS - row_start)) s" >&2
-done 3<"$perf/scenarios.tsv"
+  names=
+  for k in "${members[@]}"; do rm -f "${r_pcap[k]}"; names+="${names:+ + }${r_name[k]}"; done
+  echo "run.sh: $names: $((SECONDS - row_start)) s" >&2
+  row=$((row + ${#members[@]}))
+done
 
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
