@@ -74,7 +74,7 @@ HookResult Interpreter::evaluate(Hook hook, const Packet& packet, MatchState& st
         ++pos;
         continue;
       }
-      if (!res.add_matched(id)) [[unlikely]] state.unrecorded_match(id, p);
+      record_match(res, state, id, p);
       eval::Flow f = eval::apply_target(r.target, id, p, res);
       switch (f) {
         case eval::Flow::kContinue:

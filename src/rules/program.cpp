@@ -43,13 +43,12 @@ uint64_t hash_key(bool with_dst, uint32_t dst, uint8_t proto, uint16_t dport) {
   return k;
 }
 
-// Fibonacci hashing: the product's top bits, the only ones every bit of the
-// key reaches (the address's first octet sits at bits 48-55; bits 32 and up
-// of the product, taken before, left keys that differ only there in one
-// slot). Consecutive addresses still fall one slot apart. `mask` is a power
-// of two less one.
-uint32_t hash_slot(uint64_t key, uint32_t mask) {
-  return uint32_t((key * kHashMul) >> (64 - std::popcount(mask)));
+// Fibonacci hashing: the product's top 64 - `shift` bits, the only ones
+// every bit of the key reaches (the address's first octet sits at bits
+// 48-55; bits 32 and up of the product, taken before, left keys that differ
+// only there in one slot). Consecutive addresses still fall one slot apart.
+uint32_t hash_slot(uint64_t key, uint8_t shift) {
+  return uint32_t((key * kHashMul) >> shift);
 }
 
 // The key of a rule that tests only exact dst/32 (optional), proto tcp/udp
@@ -419,10 +418,11 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
           uint32_t slots = 4;
           while (slots < run * 2) slots <<= 1;
           hi.mask = slots - 1;
+          hi.shift = uint8_t(64 - std::countr_zero(slots));
           hi.slot_begin = uint32_t(prog.slots_.size());
           prog.slots_.resize(prog.slots_.size() + slots);
           for (size_t q = 0; q < run; ++q) {
-            uint32_t s = hash_slot(keys[q], hi.mask), probes = 1;
+            uint32_t s = hash_slot(keys[q], hi.shift), probes = 1;
             for (; prog.slots_[hi.slot_begin + s].rule != Program::kNone; ++probes) s = (s + 1) & hi.mask;
             prog.stats_.hash_max_probes = std::max(prog.stats_.hash_max_probes, probes);
             prog.slots_[hi.slot_begin + s].key = keys[q];
@@ -861,7 +861,7 @@ void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, ui
 }
 
 const Program::HashSlot* Program::find_slot(const HashIndex& hi, uint64_t key) const {
-  for (uint32_t slot = hash_slot(key, hi.mask);; slot = (slot + 1) & hi.mask) {
+  for (uint32_t slot = hash_slot(key, hi.shift);; slot = (slot + 1) & hi.mask) {
     const HashSlot& e = slots_[hi.slot_begin + slot];
     if (e.rule == kNone) return nullptr;
     if (e.key == key) return &e;
@@ -880,7 +880,7 @@ void Program::for_each_lookahead(Hook hook, const LookaheadKey& k, Fn&& fn) cons
 
 void Program::prefetch_slots(Hook hook, const LookaheadKey& k) const {
   for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
-    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(key, hi.mask)]);
+    __builtin_prefetch(&slots_[hi.slot_begin + hash_slot(key, hi.shift)]);
   });
 }
 
@@ -1023,7 +1023,7 @@ void Program::walk(Hook hook, Walk& w, MatchState& st) const {
         }
         if (found->chain != kNone) {
           // -j CHAIN, from the slot: what apply_compiled and kJump do.
-          if (!res.add_matched(found->rule)) [[unlikely]] st.unrecorded_match(found->rule, p);
+          record_match(res, st, found->rule, p);
           w.stack[depth++] = {chain, seg.end, end};
           const JumpData j{found->chain,
                            found->rule_begin,
@@ -1052,7 +1052,7 @@ void Program::walk(Hook hook, Walk& w, MatchState& st) const {
     // Rule `hit` matched; `next` is where the walk goes on after it.
     const CompiledTarget& t = rules[hit].target;
     // The rule index is its id (checked when compiled).
-    if (!res.add_matched(hit)) [[unlikely]] st.unrecorded_match(hit, p);
+    record_match(res, st, hit, p);
     const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
     switch (f) {
       case eval::Flow::kContinue:

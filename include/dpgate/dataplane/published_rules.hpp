@@ -74,11 +74,7 @@ struct PublishedRules {
   // (Those past the list's kMaxMatched were counted by count_rule() as
   // they matched.)
   void count(uint32_t w, const rules::HookResult& r, uint32_t bytes) const {
-    RuleCounter* row = counters[w].get();
-    for (uint16_t i = 0; i < r.matched_count; ++i) {
-      row[r.matched[i]].packets.add(1);
-      row[r.matched[i]].bytes.add(bytes);
-    }
+    for (uint16_t i = 0; i < r.matched_count; ++i) count_rule(w, r.matched[i], bytes);
   }
   // Adds one packet to rule `rule_id`. The worker `w` only.
   void count_rule(uint32_t w, uint32_t rule_id, uint32_t bytes) const {

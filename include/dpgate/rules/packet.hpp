@@ -114,7 +114,7 @@ struct HookResult {
     log_count = 0;
     logs_overflow = false;
   }
-  // False when the list was full: the caller passes `id` on to
+  // False when the list was full: record_match() then passes `id` on to
   // MatchState::unrecorded_match().
   [[nodiscard]] bool add_matched(uint32_t id) {
     if (matched_count < kMaxMatched) [[likely]] {
@@ -201,6 +201,12 @@ class MatchState {
 // Deterministic reference state: seeded xorshift random source, per-rule
 // nth counters, recent lists with a settable clock, token buckets, named
 // counters, plain substring search. Control thread / tests only.
+// Rule `id` matched `p`: listed in `res`, or, with the list full, handed to
+// `state` to be counted at once. Both evaluators call this for every match.
+inline void record_match(HookResult& res, MatchState& state, uint32_t id, const Packet& p) {
+  if (!res.add_matched(id)) [[unlikely]] state.unrecorded_match(id, p);
+}
+
 class SimpleMatchState final : public MatchState {
  public:
   explicit SimpleMatchState(uint64_t seed = 1) : rng_(seed ? seed : 1) {}

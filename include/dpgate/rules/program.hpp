@@ -236,6 +236,7 @@ class Program {
   };
   struct HashIndex {
     bool with_dst = true;  // key = (dst, proto, dport) or (proto, dport)
+    uint8_t shift = 0;     // 64 - log2(slots): a key's home slot is the product's top bits
     uint32_t slot_begin = 0;
     uint32_t mask = 0;  // slots - 1 (power of two)
   };
