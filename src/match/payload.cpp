@@ -147,10 +147,12 @@ rules::Expected<PayloadDatabase> PayloadDatabase::build(const rules::Ruleset& rs
   PayloadDatabase db;
   std::map<std::tuple<std::string, uint16_t, uint16_t, bool>, uint32_t> ids;
   const rules::RuleIds rule_ids = rules::rule_ids(rs);
+  // Patterns are numbered in order of first use as the Program compiles
+  // rules: tables in order, chains in chain_layout() order (rule id order).
   for (size_t t = 0; t < rs.tables.size(); ++t) {
     if (!rs.tables[t].present) continue;
     const auto& chains = rs.tables[t].chains;
-    for (size_t c = 0; c < chains.size(); ++c) {
+    for (const uint32_t c : rules::chain_layout(rs.tables[t])) {
       for (size_t k = 0; k < chains[c].rules.size(); ++k) {
         const rules::Rule& rule = chains[c].rules[k];
         for (uint32_t mi = 0; mi < rule.matches.size(); ++mi) {

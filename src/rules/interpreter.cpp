@@ -1,6 +1,9 @@
 // Rule-by-rule reference evaluation (see interpreter.hpp).
 #include "dpgate/rules/interpreter.hpp"
 
+#include <string_view>
+#include <unordered_map>
+
 #include "eval.hpp"
 
 namespace dpgate::rules {
@@ -22,12 +25,54 @@ const std::vector<TableId>& hook_tables(Hook hook) {
   return forward;
 }
 
+std::vector<uint32_t> chain_layout(const Table& tb) {
+  const auto n = uint32_t(tb.chains.size());
+  std::vector<uint32_t> order;
+  order.reserve(n);
+  std::vector<bool> placed(n, false);
+  std::unordered_map<std::string_view, uint32_t> index;
+  index.reserve(n);
+  for (uint32_t c = 0; c < n; ++c) index.emplace(tb.chains[c].name, c);
+  for (uint32_t c = 0; c < n; ++c) {
+    if (!tb.chains[c].builtin) continue;
+    order.push_back(c);
+    placed[c] = true;
+  }
+  // Depth first, iteratively: (chain, its next rule to look at).
+  std::vector<std::pair<uint32_t, size_t>> stack;
+  for (uint32_t b = 0; b < n; ++b) {
+    if (!tb.chains[b].builtin) continue;
+    stack.push_back({b, 0});
+    while (!stack.empty()) {
+      auto& [c, next] = stack.back();
+      const auto& rules = tb.chains[c].rules;
+      if (next == rules.size()) {
+        stack.pop_back();
+        continue;
+      }
+      const auto* j = std::get_if<JumpTarget>(&rules[next++].target);
+      if (j == nullptr) continue;
+      const auto it = index.find(j->chain);
+      if (it == index.end() || placed[it->second]) continue;
+      placed[it->second] = true;
+      order.push_back(it->second);
+      stack.push_back({it->second, 0});
+    }
+  }
+  for (uint32_t c = 0; c < n; ++c) {
+    if (!placed[c]) order.push_back(c);
+  }
+  return order;
+}
+
 RuleIds rule_ids(const Ruleset& rs) {
   RuleIds ids;
   for (int t = 0; t < kTableCount; ++t) {
-    for (const auto& c : rs.tables[size_t(t)].chains) {
-      ids.base[size_t(t)].push_back(ids.count);
-      ids.count += uint32_t(c.rules.size());
+    const Table& tb = rs.tables[size_t(t)];
+    ids.base[size_t(t)].assign(tb.chains.size(), 0);
+    for (const uint32_t c : chain_layout(tb)) {
+      ids.base[size_t(t)][c] = ids.count;
+      ids.count += uint32_t(tb.chains[c].rules.size());
     }
   }
   return ids;

@@ -256,7 +256,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
     const size_t table_slot_begin = prog.slots_.size();
     std::unordered_map<std::string_view, uint32_t> chain_index;
     chain_index.reserve(tb.chains.size());
-    for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = chain_base + uint32_t(c);
+    for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = uint32_t(c);
     // The chain each rule jumps to (table-relative), kNone for other targets,
     // the table's rules in order.
     std::vector<uint32_t> jump_to;
@@ -265,7 +265,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       first_rule[c] = uint32_t(jump_to.size());
       for (const auto& r : tb.chains[c].rules) {
         const auto* j = std::get_if<JumpTarget>(&r.target);
-        jump_to.push_back(j ? chain_index.at(j->chain) - chain_base : Program::kNone);
+        jump_to.push_back(j ? chain_index.at(j->chain) : Program::kNone);
       }
     }
     first_rule[tb.chains.size()] = uint32_t(jump_to.size());
@@ -288,14 +288,20 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       }
     }
 
-    for (size_t c = 0; c < tb.chains.size(); ++c) {
+    // Chains are compiled in chain_layout() order, which rule ids follow:
+    // compiled chain chain_base + pos is the table's chain layout[pos].
+    const std::vector<uint32_t> layout = chain_layout(tb);
+    std::vector<uint32_t> pos_of(layout.size());
+    for (uint32_t pos = 0; pos < layout.size(); ++pos) pos_of[layout[pos]] = pos;
+    for (uint32_t pos = 0; pos < layout.size(); ++pos) {
+      const uint32_t c = layout[pos];
       const Chain& ch = tb.chains[c];
       Program::CompiledChain cc;
       cc.policy = ch.policy;
       cc.rule_begin = uint32_t(prog.rules_.size());
       cc.match_begin = uint32_t(prog.matches_.size());
       cc.cold_begin = uint32_t(prog.cold_matches_.size());
-      if (ch.builtin) prog.base_[size_t(ti)][size_t(*ch.builtin)] = chain_base + uint32_t(c);
+      if (ch.builtin) prog.base_[size_t(ti)][size_t(*ch.builtin)] = chain_base + pos;
       for (size_t k = 0; k < ch.rules.size(); ++k) {
         const Rule& r = ch.rules[k];
         if (ids.base[size_t(ti)][c] + uint32_t(k) != uint32_t(prog.rules_.size())) {
@@ -381,7 +387,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         cr.match_count = uint16_t(prog.matches_.size() - cr.match_begin);
         cr.target = compile_target(r.target, prog.targets_);
         if (jump_to[first_rule[c] + k] != Program::kNone) {
-          cr.target.data.jump.chain = chain_base + jump_to[first_rule[c] + k];
+          cr.target.data.jump.chain = chain_base + pos_of[jump_to[first_rule[c] + k]];
         }
       }
       cc.rule_end = uint32_t(prog.rules_.size());

@@ -704,6 +704,65 @@ TEST_CASE("DNAT sends a connection to its backend and translates the replies bac
   CHECK(rule_packets(r, "-j DNAT --to-destination 198.18.2.2:8080") == 1);
 }
 
+TEST_CASE("kube-proxy rules listed as iptables-save lists them translate and count as loaded") {
+  // Chains by name, as iptables-save prints them: a service's KUBE-SEP
+  // chains lie before KUBE-SERVICES and apart from its KUBE-SVC chain.
+  // dpgate lays them out (and numbers their rules and counters) depth first
+  // from PREROUTING; what a user sees must not move.
+  RingRouter r(kStaticNeighbours);
+  const std::string rules =
+      "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+      ":KUBE-MARK-MASQ - [0:0]\n:KUBE-SEP-A1 - [0:0]\n:KUBE-SEP-A2 - [0:0]\n:KUBE-SEP-B1 - [0:0]\n"
+      ":KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n:KUBE-SVC-B - [0:0]\n"
+      "-A PREROUTING -j KUBE-SERVICES\n"
+      "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n"
+      "-A KUBE-SEP-A1 -s 198.18.2.2/32 -j KUBE-MARK-MASQ\n"
+      "-A KUBE-SEP-A1 -p tcp -m tcp -j DNAT --to-destination 198.18.2.2:8080\n"
+      "-A KUBE-SEP-A2 -s 198.18.2.2/32 -j KUBE-MARK-MASQ\n"
+      "-A KUBE-SEP-A2 -p tcp -m tcp -j DNAT --to-destination 198.18.2.2:8081\n"
+      "-A KUBE-SEP-B1 -s 198.18.2.2/32 -j KUBE-MARK-MASQ\n"
+      "-A KUBE-SEP-B1 -p tcp -m tcp -j DNAT --to-destination 198.18.2.2:8082\n"
+      "-A KUBE-SERVICES -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n"
+      "-A KUBE-SERVICES -d 198.19.5.6/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-B\n"
+      "-A KUBE-SVC-A -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-A1\n"
+      "-A KUBE-SVC-A -j KUBE-SEP-A2\n"
+      "-A KUBE-SVC-B -j KUBE-SEP-B1\n"
+      "COMMIT\n";
+  load_rules(r, rules);
+  uint32_t to_port[3] = {0, 0, 0};
+  for (uint16_t k = 0; k < 60; ++k) {
+    const bool a = k < 40;
+    r.receive(kLan, client_tcp(r, a ? "198.19.5.5" : "198.19.5.6", uint16_t(40000 + k), 80, 0x02));
+    const auto out = r.sent(kWan);
+    REQUIRE(out.size() == 1);
+    const uint16_t port = net::to_host(parsed(out[0]).tuple.dst_port);
+    INFO("connection " << k);
+    if (a) {
+      CHECK((port == 8080 || port == 8081));
+    } else {
+      CHECK(port == 8082);
+    }
+    if (port >= 8080 && port <= 8082) ++to_port[port - 8080];
+  }
+  CHECK(to_port[0] > 5);  // the statistic split still splits
+  CHECK(to_port[1] > 5);
+  CHECK(rule_packets(r, "-A PREROUTING -j KUBE-SERVICES") == 60);
+  CHECK(rule_packets(r, "--dport 80 -j KUBE-SVC-A") == 40);
+  CHECK(rule_packets(r, "--dport 80 -j KUBE-SVC-B") == 20);
+  CHECK(rule_packets(r, "-j KUBE-SEP-A1") == to_port[0]);
+  CHECK(rule_packets(r, "-A KUBE-SVC-A -j KUBE-SEP-A2") == to_port[1]);
+  CHECK(rule_packets(r, "-A KUBE-SVC-B -j KUBE-SEP-B1") == 20);
+  CHECK(rule_packets(r, "198.18.2.2:8080") == to_port[0]);
+  CHECK(rule_packets(r, "198.18.2.2:8081") == to_port[1]);
+  CHECK(rule_packets(r, "198.18.2.2:8082") == 20);
+  CHECK(rule_packets(r, "-A KUBE-SEP-A1 -s 198.18.2.2/32") == 0);  // the clients are not the backend
+  CHECK(rule_packets(r, "-A KUBE-MARK-MASQ") == 0);
+  // Saved as loaded: same chains, same order, same rules.
+  std::string saved = r.runtime().rules().save(false);
+  saved = saved.substr(saved.find("*nat"));
+  CHECK(saved == rules);
+}
+
 TEST_CASE("ClientIP affinity holds for new clients after the recent table has filled") {
   // kube-proxy's sessionAffinity: ClientIP chains, two endpoints (ports
   // 8080 and 8081). 200 clients in a 64-address table: each client's second

@@ -25,8 +25,20 @@ struct TraceStep {
   std::string what;  // "rule", "return", "policy"
 };
 
-// Global rule ids: Ruleset order over tables (raw, mangle, nat, filter),
-// chains as stored, rules in chain order.
+// The order a table's chains are laid out in memory (chain indices into
+// tb.chains): the built-in chains as stored, then the user chains in the
+// order a depth-first walk from them meets them (each rule's jump or goto
+// followed in rule order), then the chains nothing reaches, as stored. A
+// kube-proxy service's KUBE-SVC chain lands next to its KUBE-SEP chains,
+// which iptables-save lists in hash order thousands of chains apart: a new
+// connection then reads a few neighbouring lines of rules, matches and
+// counters instead of one page each.
+std::vector<uint32_t> chain_layout(const Table& table);
+
+// Global rule ids: tables in order (raw, mangle, nat, filter), each table's
+// chains in chain_layout() order, rules in chain order. The compiled Program
+// stores rule id i at position i, and the per-worker counters are indexed by
+// it, so the layout is theirs too.
 struct RuleIds {
   // base[table][chain index] = id of the chain's first rule
   std::array<std::vector<uint32_t>, kTableCount> base;

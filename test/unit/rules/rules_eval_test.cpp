@@ -31,6 +31,14 @@ struct Both {
   }
 };
 
+// The id of rule `k` (0-based) of chain `chain`.
+uint32_t id_of(const Ruleset& rs, TableId t, std::string_view chain, uint32_t k) {
+  const Table& tb = rs.table(t);
+  const Chain* c = tb.find(chain);
+  REQUIRE(c != nullptr);
+  return rule_ids(rs).base[size_t(t)][size_t(c - tb.chains.data())] + k;
+}
+
 Packet tcp(uint32_t src, uint32_t dst, uint16_t dport) {
   Packet p;
   p.src = src;
@@ -181,7 +189,52 @@ TEST_CASE("a service dispatch chain compiles to one hash lookup") {
   CHECK(b.prog.stats().hash_max_probes <= 2);  // consecutive addresses, one slot apart
   HookResult r = b.run(Hook::kPrerouting, tcp(kClient, 0x0a600101, 80));  // 10.96.1.1
   REQUIRE(r.matched_count >= 2);
-  CHECK(r.matched[1] == 2 + 201);  // SVC's rule, then KUBE-SERVICES rule #201
+  CHECK(r.matched[0] == id_of(b.rs, TableId::kNat, "PREROUTING", 0));
+  CHECK(r.matched[1] == id_of(b.rs, TableId::kNat, "KUBE-SERVICES", 201));  // 10.96.1.1
+}
+
+TEST_CASE("chains are laid out depth first from the built-in chains, as rule ids number them") {
+  // As iptables-save lists kube-proxy's chains: by name, so a service's
+  // KUBE-SVC chain and its KUBE-SEP chains lie far apart.
+  const std::string text =
+      "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-MARK-MASQ - [0:0]\n"
+      ":KUBE-SEP-A1 - [0:0]\n:KUBE-SEP-A2 - [0:0]\n:KUBE-SEP-B1 - [0:0]\n:KUBE-SERVICES - [0:0]\n"
+      ":KUBE-SVC-A - [0:0]\n:KUBE-SVC-B - [0:0]\n:UNUSED - [0:0]\n"
+      "-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n"
+      "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n"
+      "-A KUBE-SEP-A1 -s 10.0.0.1 -j KUBE-MARK-MASQ\n"
+      "-A KUBE-SEP-A1 -p tcp -j DNAT --to-destination 10.0.0.1:80\n"
+      "-A KUBE-SEP-A2 -s 10.0.0.2 -j KUBE-MARK-MASQ\n"
+      "-A KUBE-SEP-A2 -p tcp -j DNAT --to-destination 10.0.0.2:80\n"
+      "-A KUBE-SEP-B1 -p tcp -j DNAT --to-destination 10.0.0.3:80\n"
+      "-A KUBE-SERVICES -d 10.96.0.1 -p tcp -m tcp --dport 80 -j KUBE-SVC-A\n"
+      "-A KUBE-SERVICES -d 10.96.0.2 -p tcp -m tcp --dport 80 -j KUBE-SVC-B\n"
+      "-A KUBE-SVC-A -m statistic --mode random --probability 0.5 -j KUBE-SEP-A1\n"
+      "-A KUBE-SVC-A -j KUBE-SEP-A2\n-A KUBE-SVC-B -j KUBE-SEP-B1\n-A UNUSED -j RETURN\nCOMMIT\n";
+  auto b = Both::make(text);
+  const Table& nat = b.rs.table(TableId::kNat);
+  std::vector<std::string> names;
+  for (const uint32_t c : chain_layout(nat)) names.push_back(nat.chains[c].name);
+  CHECK(names == std::vector<std::string>{"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "KUBE-SERVICES",
+                                          "KUBE-SVC-A", "KUBE-SEP-A1", "KUBE-MARK-MASQ", "KUBE-SEP-A2",
+                                          "KUBE-SVC-B", "KUBE-SEP-B1", "UNUSED"});
+  // Rule ids, and so the Program's rules and the counters, follow the layout.
+  CHECK(id_of(b.rs, TableId::kNat, "KUBE-SERVICES", 0) == 2);
+  CHECK(id_of(b.rs, TableId::kNat, "KUBE-SVC-A", 0) == 4);
+  CHECK(id_of(b.rs, TableId::kNat, "KUBE-SEP-A1", 0) == 6);
+  CHECK(id_of(b.rs, TableId::kNat, "KUBE-MARK-MASQ", 0) == 8);
+  CHECK(id_of(b.rs, TableId::kNat, "UNUSED", 0) == 13);
+  CHECK(rule_ids(b.rs).count == 14);
+  // Both evaluators name the same rules: service A's walk, one id after
+  // another but for the jump back out of KUBE-MARK-MASQ.
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    const HookResult r = b.run(Hook::kPrerouting, tcp(kClient, 0x0a600001, 80), seed);  // 10.96.0.1
+    REQUIRE(r.action == Action::kAccept);
+    REQUIRE(r.matched_count >= 4);
+    CHECK(r.matched[0] == 0);
+    CHECK(r.matched[1] == 2);
+    CHECK((r.matched[2] == 4 || r.matched[2] == 5));
+  }
 }
 
 namespace {
