@@ -109,7 +109,7 @@ std::variant<ApplyResult, std::string> RulesManager::apply_rules(const std::stri
     result.generation = current_ ? current_->generation : 0;
     return result;
   }
-  const uint32_t rule_count = rules::rule_ids(*parsed).count;
+  const auto rule_count = static_cast<uint32_t>(parsed->rule_count());
   auto* fresh = new dataplane::PublishedRules(next_generation_++, std::move(*parsed), std::move(*program),
                                               std::move(*payload), rule_count, workers_);
   result.generation = fresh->generation;

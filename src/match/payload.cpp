@@ -152,7 +152,7 @@ rules::Expected<PayloadDatabase> PayloadDatabase::build(const rules::Ruleset& rs
   for (size_t t = 0; t < rs.tables.size(); ++t) {
     if (!rs.tables[t].present) continue;
     const auto& chains = rs.tables[t].chains;
-    for (const uint32_t c : rules::chain_layout(rs.tables[t])) {
+    for (const uint32_t c : rule_ids.layout[t]) {
       for (size_t k = 0; k < chains[c].rules.size(); ++k) {
         const rules::Rule& rule = chains[c].rules[k];
         for (uint32_t mi = 0; mi < rule.matches.size(); ++mi) {

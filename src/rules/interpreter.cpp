@@ -1,8 +1,9 @@
 // Rule-by-rule reference evaluation (see interpreter.hpp).
 #include "dpgate/rules/interpreter.hpp"
 
+#include <functional>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 
 #include "eval.hpp"
 
@@ -27,12 +28,29 @@ const std::vector<TableId>& hook_tables(Hook hook) {
 
 std::vector<uint32_t> chain_layout(const Table& tb) {
   const auto n = uint32_t(tb.chains.size());
+  // Chain names to indices, open addressing over (hash, index + 1): 50 000
+  // kube-proxy chains are looked up here on every rule load, four times.
+  uint32_t slots = 4;
+  while (slots < 2 * n) slots <<= 1;
+  std::vector<std::pair<size_t, uint32_t>> index(slots, {0, 0});
+  const std::hash<std::string_view> hash;
+  for (uint32_t c = 0; c < n; ++c) {
+    const size_t h = hash(tb.chains[c].name);
+    uint32_t s = uint32_t(h) & (slots - 1);
+    while (index[s].second != 0) s = (s + 1) & (slots - 1);
+    index[s] = {h, c + 1};
+  }
+  auto find = [&](std::string_view name) -> uint32_t {
+    const size_t h = hash(name);
+    for (uint32_t s = uint32_t(h) & (slots - 1); index[s].second != 0; s = (s + 1) & (slots - 1)) {
+      if (index[s].first == h && tb.chains[index[s].second - 1].name == name) return index[s].second - 1;
+    }
+    return n;
+  };
+
   std::vector<uint32_t> order;
   order.reserve(n);
   std::vector<bool> placed(n, false);
-  std::unordered_map<std::string_view, uint32_t> index;
-  index.reserve(n);
-  for (uint32_t c = 0; c < n; ++c) index.emplace(tb.chains[c].name, c);
   for (uint32_t c = 0; c < n; ++c) {
     if (!tb.chains[c].builtin) continue;
     order.push_back(c);
@@ -52,11 +70,11 @@ std::vector<uint32_t> chain_layout(const Table& tb) {
       }
       const auto* j = std::get_if<JumpTarget>(&rules[next++].target);
       if (j == nullptr) continue;
-      const auto it = index.find(j->chain);
-      if (it == index.end() || placed[it->second]) continue;
-      placed[it->second] = true;
-      order.push_back(it->second);
-      stack.push_back({it->second, 0});
+      const uint32_t to = find(j->chain);
+      if (to == n || placed[to]) continue;
+      placed[to] = true;
+      order.push_back(to);
+      stack.push_back({to, 0});
     }
   }
   for (uint32_t c = 0; c < n; ++c) {
@@ -70,7 +88,8 @@ RuleIds rule_ids(const Ruleset& rs) {
   for (int t = 0; t < kTableCount; ++t) {
     const Table& tb = rs.tables[size_t(t)];
     ids.base[size_t(t)].assign(tb.chains.size(), 0);
-    for (const uint32_t c : chain_layout(tb)) {
+    ids.layout[size_t(t)] = chain_layout(tb);
+    for (const uint32_t c : ids.layout[size_t(t)]) {
       ids.base[size_t(t)][c] = ids.count;
       ids.count += uint32_t(tb.chains[c].rules.size());
     }

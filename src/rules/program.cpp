@@ -290,7 +290,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
 
     // Chains are compiled in chain_layout() order, which rule ids follow:
     // compiled chain chain_base + pos is the table's chain layout[pos].
-    const std::vector<uint32_t> layout = chain_layout(tb);
+    const std::vector<uint32_t>& layout = ids.layout[size_t(ti)];
     std::vector<uint32_t> pos_of(layout.size());
     for (uint32_t pos = 0; pos < layout.size(); ++pos) pos_of[layout[pos]] = pos;
     for (uint32_t pos = 0; pos < layout.size(); ++pos) {

@@ -42,6 +42,7 @@ std::vector<uint32_t> chain_layout(const Table& table);
 struct RuleIds {
   // base[table][chain index] = id of the chain's first rule
   std::array<std::vector<uint32_t>, kTableCount> base;
+  std::array<std::vector<uint32_t>, kTableCount> layout;  // chain_layout() of each table
   uint32_t count = 0;
 };
 RuleIds rule_ids(const Ruleset& ruleset);
