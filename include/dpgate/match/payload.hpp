@@ -30,7 +30,7 @@ uint8_t kernel_toupper(uint8_t c);
 // Any thread; no allocation.
 bool find_text(const rules::StringMatch& m, const uint8_t* data, size_t len);
 
-// A string match that uses a pattern: its rule (Ruleset order, rule_ids())
+// A string match that uses a pattern: its rule (its id, rule_ids())
 // and the match's position in the rule.
 struct PatternUser {
   uint32_t rule_id = 0;

@@ -71,7 +71,7 @@ constexpr size_t kMaxLogs = 4;
 // returns XT_CONTINUE); the caller writes the record. `target` points into
 // the evaluator's Ruleset or Program and lives as long as it does.
 struct LogHit {
-  uint32_t rule = 0;  // rule id (Ruleset order)
+  uint32_t rule = 0;  // rule id (see rule_ids())
   uint32_t mark = 0;  // the packet mark when the rule ran (LOG prints MARK=)
   const LogTarget* target = nullptr;
 };
@@ -86,7 +86,7 @@ struct HookResult {
   uint32_t mark = 0;
   uint32_t ct_mark = 0;
   bool notrack = false;
-  // Rule ids (Ruleset order, see rule_ids()) whose matches all held, in
+  // Rule ids (see rule_ids()) whose matches all held, in
   // the order they matched; for counters and trace.
   // Only the first matched_count / log_count entries are set: a result is
   // made per packet and hook, and zeroing the arrays each time showed in the
@@ -135,11 +135,12 @@ struct HookResult {
 };
 
 // Every distinct payload pattern (bytes, --from, --to, --icase) of a
-// ruleset's string matches, numbered in order of first use: tables, chains,
-// rules and matches in Ruleset order. The compiled Program and
-// match::PayloadDatabase number them alike; equal fingerprints (each pattern
-// folded in id order by fold_string_pattern, from 0) say that two numberings
-// are the same, so a scan's bitset can be read by pattern id.
+// ruleset's string matches, numbered in order of first use: tables in
+// order, chains in chain_layout() order (rule id order), rules and matches
+// in order. The compiled Program and match::PayloadDatabase number them
+// alike; equal fingerprints (each pattern folded in id order by
+// fold_string_pattern, from 0) say that two numberings are the same, so a
+// scan's bitset can be read by pattern id.
 struct StringPatterns {
   std::vector<StringMatch> patterns;  // by id; '!' and --algo are not part of a pattern
   uint64_t fingerprint = 0;
