@@ -29,7 +29,8 @@ const std::vector<TableId>& hook_tables(Hook hook) {
 std::vector<uint32_t> chain_layout(const Table& tb) {
   const auto n = uint32_t(tb.chains.size());
   // Chain names to indices, open addressing over (hash, index + 1): 50 000
-  // kube-proxy chains are looked up here on every rule load, four times.
+  // kube-proxy chains, walked on every rule load (compile, payload database,
+  // the nth counters: three times).
   uint32_t slots = 4;
   while (slots < 2 * n) slots <<= 1;
   std::vector<std::pair<size_t, uint32_t>> index(slots, {0, 0});

@@ -257,7 +257,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
     std::unordered_map<std::string_view, uint32_t> chain_index;
     chain_index.reserve(tb.chains.size());
     for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = uint32_t(c);
-    // The chain each rule jumps to (table-relative), kNone for other targets,
+    // The chain each rule jumps to (its index in tb.chains), kNone for other targets,
     // the table's rules in order.
     std::vector<uint32_t> jump_to;
     std::vector<uint32_t> first_rule(tb.chains.size() + 1, 0);
