@@ -199,15 +199,15 @@ class MatchState {
   virtual const uint64_t* string_scan(const StringPatterns&, const Packet&) { return nullptr; }
 };
 
-// Deterministic reference state: seeded xorshift random source, per-rule
-// nth counters, recent lists with a settable clock, token buckets, named
-// counters, plain substring search. Control thread / tests only.
 // Rule `id` matched `p`: listed in `res`, or, with the list full, handed to
 // `state` to be counted at once. Both evaluators call this for every match.
 inline void record_match(HookResult& res, MatchState& state, uint32_t id, const Packet& p) {
   if (!res.add_matched(id)) [[unlikely]] state.unrecorded_match(id, p);
 }
 
+// Deterministic reference state: seeded xorshift random source, per-rule
+// nth counters, recent lists with a settable clock, token buckets, named
+// counters, plain substring search. Control thread / tests only.
 class SimpleMatchState final : public MatchState {
  public:
   explicit SimpleMatchState(uint64_t seed = 1) : rng_(seed ? seed : 1) {}
