@@ -1,8 +1,6 @@
 // Rule-by-rule reference evaluation (see interpreter.hpp).
 #include "dpgate/rules/interpreter.hpp"
 
-#include <functional>
-#include <string_view>
 #include <utility>
 
 #include "eval.hpp"
@@ -28,27 +26,7 @@ const std::vector<TableId>& hook_tables(Hook hook) {
 
 std::vector<uint32_t> chain_layout(const Table& tb) {
   const auto n = uint32_t(tb.chains.size());
-  // Chain names to indices, open addressing over (hash, index + 1): 50 000
-  // kube-proxy chains, walked on every rule load (compile, payload database,
-  // the nth counters: three times).
-  uint32_t slots = 4;
-  while (slots < 2 * n) slots <<= 1;
-  std::vector<std::pair<size_t, uint32_t>> index(slots, {0, 0});
-  const std::hash<std::string_view> hash;
-  for (uint32_t c = 0; c < n; ++c) {
-    const size_t h = hash(tb.chains[c].name);
-    uint32_t s = uint32_t(h) & (slots - 1);
-    while (index[s].second != 0) s = (s + 1) & (slots - 1);
-    index[s] = {h, c + 1};
-  }
-  auto find = [&](std::string_view name) -> uint32_t {
-    const size_t h = hash(name);
-    for (uint32_t s = uint32_t(h) & (slots - 1); index[s].second != 0; s = (s + 1) & (slots - 1)) {
-      if (index[s].first == h && tb.chains[index[s].second - 1].name == name) return index[s].second - 1;
-    }
-    return n;
-  };
-
+  const ChainIndex index(tb);
   std::vector<uint32_t> order;
   order.reserve(n);
   std::vector<bool> placed(n, false);
@@ -71,7 +49,7 @@ std::vector<uint32_t> chain_layout(const Table& tb) {
       }
       const auto* j = std::get_if<JumpTarget>(&rules[next++].target);
       if (j == nullptr) continue;
-      const uint32_t to = find(j->chain);
+      const uint32_t to = index.find(j->chain);
       if (to == n || placed[to]) continue;
       placed[to] = true;
       order.push_back(to);

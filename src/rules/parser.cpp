@@ -2036,8 +2036,7 @@ std::vector<Error> check_ruleset(const Ruleset& rs) {
   for (int ti = 0; ti < kTableCount; ++ti) {
     const Table& tb = rs.tables[size_t(ti)];
     if (!tb.present) continue;
-    std::map<std::string_view, size_t> index;
-    for (size_t k = 0; k < tb.chains.size(); ++k) index[tb.chains[k].name] = k;
+    const ChainIndex index(tb);
     // Jumps and loops (depth-first with colours).
     std::vector<int> colour(tb.chains.size(), 0);
     std::vector<HookMask> reach(tb.chains.size(), 0);
@@ -2047,19 +2046,19 @@ std::vector<Error> check_ruleset(const Ruleset& rs) {
       for (const auto& r : tb.chains[c].rules) {
         const auto* j = std::get_if<JumpTarget>(&r.target);
         if (j == nullptr) continue;
-        auto it = index.find(j->chain);
-        if (it == index.end()) {
+        const uint32_t to = index.find(j->chain);
+        if (to == index.size()) {
           errors.push_back(Error{r.pos, "expected a declared chain but found jump to '" + j->chain + "'"});
           continue;
         }
-        if (colour[it->second] == 1) {
+        if (colour[to] == 1) {
           if (!loop_reported) {
             errors.push_back(Error{r.pos, "expected a loop-free chain graph but '" + tb.chains[c].name + "' jumps back to '" + j->chain + "'"});
             loop_reported = true;
           }
           continue;
         }
-        if (colour[it->second] == 0) visit(it->second);
+        if (colour[to] == 0) visit(to);
       }
       colour[c] = 2;
     };
@@ -2078,7 +2077,7 @@ std::vector<Error> check_ruleset(const Ruleset& rs) {
         if (reach[k] == 0) continue;
         for (const auto& r : tb.chains[k].rules) {
           if (const auto* j = std::get_if<JumpTarget>(&r.target)) {
-            size_t t = index[j->chain];
+            const uint32_t t = index.find(j->chain);
             if ((reach[t] | reach[k]) != reach[t]) {
               reach[t] |= reach[k];
               changed = true;

@@ -26,7 +26,6 @@
 #include <map>
 #include <set>
 #include <tuple>
-#include <unordered_map>
 #include <type_traits>
 
 #include "eval.hpp"
@@ -254,9 +253,7 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
     const uint32_t chain_base = uint32_t(prog.chains_.size());
     const uint32_t table_rule_begin = uint32_t(prog.rules_.size());
     const size_t table_slot_begin = prog.slots_.size();
-    std::unordered_map<std::string_view, uint32_t> chain_index;
-    chain_index.reserve(tb.chains.size());
-    for (size_t c = 0; c < tb.chains.size(); ++c) chain_index[tb.chains[c].name] = uint32_t(c);
+    const ChainIndex chain_index(tb);
     // The chain each rule jumps to (its index in tb.chains), kNone for other targets,
     // the table's rules in order.
     std::vector<uint32_t> jump_to;
@@ -265,7 +262,9 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
       first_rule[c] = uint32_t(jump_to.size());
       for (const auto& r : tb.chains[c].rules) {
         const auto* j = std::get_if<JumpTarget>(&r.target);
-        jump_to.push_back(j ? chain_index.at(j->chain) : Program::kNone);
+        const uint32_t to = j ? chain_index.find(j->chain) : Program::kNone;
+        if (to == chain_index.size()) return Error{r.pos, "expected a declared chain but found jump to '" + j->chain + "'"};
+        jump_to.push_back(to);
       }
     }
     first_rule[tb.chains.size()] = uint32_t(jump_to.size());

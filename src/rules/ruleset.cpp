@@ -1,6 +1,8 @@
 // Small operations on the Ruleset data model.
 #include "dpgate/rules/ruleset.hpp"
 
+#include <functional>
+
 namespace dpgate::rules {
 
 std::string Error::to_string() const {
@@ -77,6 +79,29 @@ const Chain* Table::find(std::string_view name) const {
     if (c.name == name) return &c;
   }
   return nullptr;
+}
+
+ChainIndex::ChainIndex(const Table& table) : table_(&table), n_(uint32_t(table.chains.size())) {
+  uint32_t slots = 4;
+  while (slots < 2 * n_) slots <<= 1;  // load at most 1/2
+  mask_ = slots - 1;
+  slots_.assign(slots, {0, 0});
+  const std::hash<std::string_view> hash;
+  for (uint32_t c = 0; c < n_; ++c) {
+    const size_t h = hash(table.chains[c].name);
+    uint32_t s = uint32_t(h) & mask_;
+    while (slots_[s].second != 0) s = (s + 1) & mask_;
+    slots_[s] = {h, c + 1};
+  }
+}
+
+uint32_t ChainIndex::find(std::string_view name) const {
+  const size_t h = std::hash<std::string_view>{}(name);
+  for (uint32_t s = uint32_t(h) & mask_; slots_[s].second != 0; s = (s + 1) & mask_) {
+    const uint32_t c = slots_[s].second - 1;
+    if (slots_[s].first == h && table_->chains[c].name == name) return c;
+  }
+  return n_;
 }
 
 size_t Ruleset::rule_count() const {

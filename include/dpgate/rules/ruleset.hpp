@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -344,8 +345,26 @@ struct Table {
   bool present = false;  // declared by a *table block
   std::vector<Chain> chains;  // built-in chains first (hook order), then user chains
 
-  Chain* find(std::string_view name);
+  Chain* find(std::string_view name);  // linear: for a few lookups
   const Chain* find(std::string_view name) const;
+};
+
+// A table's chain names to their indices in `chains`, for the passes that
+// resolve every jump of a table (kube-proxy files hold tens of thousands of
+// chains; Table::find is linear). Built by the control thread; it refers to
+// the table, which must outlive it and not change under it.
+class ChainIndex {
+ public:
+  explicit ChainIndex(const Table& table);
+  // The index of the chain named `name`, or size() when there is none.
+  uint32_t find(std::string_view name) const;
+  uint32_t size() const { return n_; }
+
+ private:
+  const Table* table_;
+  uint32_t n_;
+  uint32_t mask_;
+  std::vector<std::pair<size_t, uint32_t>> slots_;  // open addressing: (hash, index + 1), 0 free
 };
 
 // Packet fields that cost the data plane work to fill and that only some

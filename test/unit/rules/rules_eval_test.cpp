@@ -237,6 +237,34 @@ TEST_CASE("chains are laid out depth first from the built-in chains, as rule ids
   }
 }
 
+
+TEST_CASE("a table's chains are found by name among tens of thousands, and a missing name is not") {
+  Table tb;
+  tb.present = true;
+  for (uint32_t c = 0; c < 50000; ++c) tb.chains.emplace_back().name = "KUBE-SEP-" + std::to_string(c * 7919);
+  const ChainIndex index(tb);
+  REQUIRE(index.size() == 50000);
+  for (uint32_t c = 0; c < 50000; ++c) REQUIRE(index.find(tb.chains[c].name) == c);
+  CHECK(index.find("KUBE-SEP-1") == index.size());
+  CHECK(index.find("") == index.size());
+  CHECK(index.find("KUBE-SEP-0 ") == index.size());
+  const Table empty;
+  CHECK(ChainIndex(empty).find("INPUT") == 0);
+}
+
+TEST_CASE("a compiled ruleset whose jump names no chain is an error at that rule, not a crash") {
+  // The parser refuses such a file at COMMIT; a ruleset put together
+  // otherwise (an edit in the control thread) meets the compiler's check.
+  auto rs = parse_ruleset("*filter\n:USER - [0:0]\n-A FORWARD -j USER\n-A USER -j ACCEPT\nCOMMIT\n", "t.rules");
+  REQUIRE(rs.ok());
+  Ruleset broken = *rs;
+  Table& filter = broken.table(TableId::kFilter);
+  filter.chains.erase(filter.chains.begin() + std::ptrdiff_t(ChainIndex(filter).find("USER")));
+  auto prog = compile_ruleset(broken);
+  REQUIRE_FALSE(prog.ok());
+  CHECK(prog.error().to_string() == "t.rules:3:1: expected a declared chain but found jump to 'USER'");
+}
+
 namespace {
 
 // SimpleMatchState that counts how the evaluator asks about payloads and nth
