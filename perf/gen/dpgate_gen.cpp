@@ -11,6 +11,7 @@
 // search for the highest rate a trial passes with zero loss. Results are JSON
 // lines on stdout; diagnostics go to stderr. Single-threaded: everything runs
 // on the main lcore. `dpgate-gen -- --help` prints the options.
+#include <rte_alarm.h>
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -24,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <csignal>
@@ -937,6 +939,26 @@ bool wait_link(uint16_t port, uint64_t deadline) {
   return false;
 }
 
+// When a memif peer leaves, DPDK's memif PMD tears the connection down in the
+// EAL interrupt thread: memif_disconnect() marks the link down first, then
+// closes the queues' descriptors and unmaps the regions. A dev_stop or
+// dev_close from this thread meanwhile runs the same teardown again, on the
+// same memory (the crash run.sh met now and then, as dpgate stopped). So
+// after a link went down: wait for the other one (dpgate closes its ports one
+// after the other), then for the interrupt thread itself. An EAL alarm runs in
+// that thread after the callback in progress, so once an alarm set now has
+// run, every teardown that had marked its link down is over.
+void settle_disconnects(uint16_t tx_port, uint16_t rx_port) {
+  for (int i = 0; i < 100 && (link_up(tx_port) || link_up(rx_port)); ++i) rte_delay_us_sleep(10000);
+  std::atomic<bool> ran{false};
+  const rte_eal_alarm_callback mark = [](void* arg) { static_cast<std::atomic<bool>*>(arg)->store(true); };
+  if (rte_eal_alarm_set(1, mark, &ran) != 0) return;
+  for (int i = 0; i < 2000 && !ran.load(); ++i) rte_delay_us_sleep(1000);
+  // Not run in 2 s: cancel it, so that it cannot write `ran` once gone
+  // (a cancel waits for a callback already running).
+  if (!ran.load()) rte_eal_alarm_cancel(mark, &ran);
+}
+
 // Writes the template into every TX mbuf once, at start.
 struct TemplateWriter {
   const std::vector<uint8_t>* frame;
@@ -1090,6 +1112,7 @@ int main(int argc, char** argv) {
     if (g_stop) rc = 130;
     while (o.hold && !g_stop && link_up(tx_port) && link_up(rx_port)) rte_delay_us_sleep(100000);
   }
+  if (!link_up(tx_port) || !link_up(rx_port)) settle_disconnects(tx_port, rx_port);
   rte_eth_dev_stop(tx_port);
   if (rx_port != tx_port) rte_eth_dev_stop(rx_port);
   rte_eth_dev_close(tx_port);
