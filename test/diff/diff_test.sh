@@ -92,6 +92,10 @@ CONF
   echo "seed $seed: $(grep -c '^-A' "$work/$seed.rules") rules, $n probes"
   if ! diff "$work/$seed.kernel" "$work/$seed.dpgate" >"$work/$seed.diff"; then
     sed 's/^/    /' "$work/$seed.rules"
+    # dpgate's final counters (drops by reason, conntrack, ports): the work
+    # dir goes with the test, and a one-off failure needs them in the log.
+    echo "    dpgate's counters at exit:"
+    tail -n 30 "$work/dpgate-$seed.log" | sed 's/^/      /'
   fi
   check "seed $seed: dpgate and the kernel agree on all $n probes" bash -c "cat $work/$seed.diff; [ ! -s $work/$seed.diff ]"
 done
