@@ -237,7 +237,6 @@ TEST_CASE("chains are laid out depth first from the built-in chains, as rule ids
   }
 }
 
-
 TEST_CASE("a table's chains are found by name among tens of thousands, and a missing name is not") {
   Table tb;
   tb.present = true;
@@ -253,8 +252,8 @@ TEST_CASE("a table's chains are found by name among tens of thousands, and a mis
 }
 
 TEST_CASE("a compiled ruleset whose jump names no chain is an error at that rule, not a crash") {
-  // The parser refuses such a file at COMMIT; a ruleset put together
-  // otherwise (an edit in the control thread) meets the compiler's check.
+  // The parser refuses such a file at COMMIT; a Ruleset built in code
+  // reaches the compiler's own check.
   auto rs = parse_ruleset("*filter\n:USER - [0:0]\n-A FORWARD -j USER\n-A USER -j ACCEPT\nCOMMIT\n", "t.rules");
   REQUIRE(rs.ok());
   Ruleset broken = *rs;
