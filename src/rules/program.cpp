@@ -28,6 +28,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "dpgate/rules/bound_search.hpp"
 #include "eval.hpp"
 #include "names.hpp"
 
@@ -498,6 +499,8 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
             cf.bound_count = uint32_t(b.size());
             cf.row_begin = uint32_t(prog.rows_.size());
             prog.bounds_.insert(prog.bounds_.end(), b.begin(), b.end());
+            // The lookup reads whole windows: slack after the field's bounds.
+            prog.bounds_.insert(prog.bounds_.end(), bound_search::kWindow, 0xffffffffu);
             prog.rows_.resize(prog.rows_.size() + b.size() * cl.words, 0);
             for (size_t q = 0; q < gen; ++q) {
               for (auto [lo, hi] : fields[q][size_t(f)]) {
@@ -704,20 +707,6 @@ void prefetch_chain(const Program::CompiledRule* rules, const Program::CompiledM
   }
 }
 
-// The index of the last of `count` sorted bounds that is <= v, bounds[0]
-// being 0: a binary search whose steps are conditional moves, not branches
-// (a packet's fields are unpredictable; a mispredicted step costs more than
-// the search).
-size_t last_at_most(const uint32_t* bounds, uint32_t count, uint32_t v) {
-  const uint32_t* base = bounds;
-  for (uint32_t n = count; n > 1;) {
-    const uint32_t half = n / 2;
-    base = base[half] <= v ? base + half : base;
-    n -= half;
-  }
-  return size_t(base - bounds);
-}
-
 }  // namespace
 
 void* Program::huge_allocate(size_t bytes, size_t align) {
@@ -805,7 +794,7 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
       for (int f = 0; f < kFields; ++f) {
         const ClassField& cf = cl.fields[size_t(f)];
         const uint32_t* b = bounds_.data() + cf.bound_begin;
-        rows[f] = rows_.data() + cf.row_begin + last_at_most(b, cf.bound_count, values[f]) * cl.words;
+        rows[f] = rows_.data() + cf.row_begin + bound_search::last_at_most(b, cf.bound_count, values[f]) * cl.words;
       }
       // Every word's candidates first (a loop without calls keeps the rows
       // in registers), then the walk. When it reaches the first guarded

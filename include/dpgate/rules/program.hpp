@@ -324,7 +324,7 @@ class Program {
   std::vector<HashIndex> hashes_;
   HugeVector<HashSlot> slots_;
   std::vector<Classifier> classifiers_;
-  std::vector<uint32_t> bounds_;
+  std::vector<uint32_t> bounds_;  // per classifier field: its sorted bounds, then bound_search::kWindow of slack
   std::vector<uint64_t> rows_;
   StringPatterns strings_;
   // Classified rules guarded by each pattern, ascending: pattern id k owns
