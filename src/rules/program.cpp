@@ -793,8 +793,11 @@ uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet&
       const uint64_t* rows[kFields];
       for (int f = 0; f < kFields; ++f) {
         const ClassField& cf = cl.fields[size_t(f)];
-        const uint32_t* b = bounds_.data() + cf.bound_begin;
-        rows[f] = rows_.data() + cf.row_begin + bound_search::last_at_most(b, cf.bound_count, values[f]) * cl.words;
+        rows[f] = rows_.data() + cf.row_begin;
+        // One bound: no rule of the segment tests the field, its one row selects them all.
+        if (cf.bound_count > 1) {
+          rows[f] += bound_search::last_at_most(bounds_.data() + cf.bound_begin, cf.bound_count, values[f]) * cl.words;
+        }
       }
       // Every word's candidates first (a loop without calls keeps the rows
       // in registers), then the walk. When it reaches the first guarded
@@ -844,10 +847,21 @@ HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state)
   return res;
 }
 
+// The tables of a hook in priority order (eval::run_hook_in_place): the nat
+// table only for a connection's first packet; a DROP or REJECT ends the hook.
 void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& result) const {
-  Walk w;
-  start(w, packet, result);
-  walk(hook, w, state);
+  result.reset(packet.mark, packet.ct_mark);
+  PayloadScan scan;
+  const HookTables& tables = tables_of_[size_t(hook)];
+  for (uint32_t t = 0; t < tables.count; ++t) {
+    if (tables.table[t] == TableId::kNat && eval::nat_skipped(packet)) continue;
+    const Action verdict = walk_table(tables.base[t], packet, result, state, scan);
+    if (verdict != Action::kAccept) {
+      result.action = verdict;
+      return;
+    }
+  }
+  result.action = Action::kAccept;
 }
 
 void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count,
@@ -923,157 +937,96 @@ void Program::prefetch_jumps(Hook hook, const LookaheadKey& k) const {
   });
 }
 
-void Program::start(Walk& w, Packet& p, HookResult& res) const {
-  w.p = &p;
-  w.res = &res;
-  w.scan = PayloadScan{};
-  w.phase = Walk::Phase::kNextTable;
-  w.table = 0;
-  res.reset(p.mark, p.ct_mark);
-}
-
-// The walk of eval::run_hook_in_place and ipt_do_table over the compiled
-// form. A jump prefetches its chain's first lines, so that they arrive
-// together instead of one after another.
-void Program::walk(Hook hook, Walk& w, MatchState& st) const {
-  Packet& p = *w.p;
-  HookResult& res = *w.res;
-  const CompiledRule* rules = rules_.data();
-  uint32_t chain = 0, pos = 0, end = 0, depth = 0;
-  // The end of a table's traversal with `f`: the hook stops on DROP or
-  // REJECT, else the next table runs.
-  auto table_done = [&](eval::Flow f) {
-    if (f == eval::Flow::kDrop || f == eval::Flow::kReject) {
-      res.action = f == eval::Flow::kDrop ? Action::kDrop : Action::kReject;
-      return false;
-    }
-    ++w.table;
-    w.phase = Walk::Phase::kNextTable;
-    return true;
+// One table's traversal over the compiled form, as eval's interpreter and
+// ipt_do_table walk it. A jump prefetches its chain's first lines, so that
+// they arrive together instead of one after another.
+Action Program::walk_table(uint32_t base, Packet& p, HookResult& res, MatchState& st, PayloadScan& scan) const {
+  struct Frame {
+    uint32_t chain, next, end;
   };
-  auto policy = [&] { return chains_[chain].policy == Policy::kDrop ? eval::Flow::kDrop : eval::Flow::kAccept; };
-  // The end of a chain or a RETURN: back to the caller's next rule, or, in
-  // the table's base chain, its policy. False when the walk is over.
-  auto leave_chain = [&] {
-    if (depth == 0) return table_done(policy());
-    --depth;
-    chain = w.stack[depth].chain;
-    pos = w.stack[depth].next;
-    end = w.stack[depth].end;
-    return true;
+  Frame stack[kMaxDepth];  // the callers of the chain being walked
+  const CompiledRule* rules = rules_.data();
+  uint32_t chain = base, pos = chains_[base].rule_begin, end = chains_[base].rule_end, depth = 0;
+  // Into chain `j` (the caller, if any, already pushed).
+  auto enter = [&](const JumpData& j) {
+    prefetch_chain(rules, matches_.data(), cold_matches_, j);
+    chain = j.chain;
+    pos = j.rule_begin;
+    end = j.rule_end;
   };
   while (true) {
-    uint32_t hit = 0, next = 0;
-    switch (w.phase) {
-      case Walk::Phase::kNextTable: {
-        const HookTables& tables = tables_of_[size_t(hook)];
-        while (w.table < tables.count && tables.table[w.table] == TableId::kNat && eval::nat_skipped(p)) ++w.table;
-        if (w.table == tables.count) {
-          res.action = Action::kAccept;
-          return;
-        }
-        chain = tables.base[w.table];
-        pos = chains_[chain].rule_begin;
-        end = chains_[chain].rule_end;
-        depth = 0;
-        w.phase = Walk::Phase::kRun;
-        continue;
-      }
-      case Walk::Phase::kRun: {
-        if (pos >= end) {
-          if (!leave_chain()) return;
-          continue;
-        }
-        const CompiledRule& r = rules[pos];
-        if (r.segment == kNone) [[likely]] {
-          if (!rule_matches(pos, p, st, w.scan)) {
-            ++pos;
-            continue;
-          }
-          hit = pos;
-          next = pos + 1;
-          break;
-        }
-        const Segment& seg = segments_[r.segment];
-        if (seg.kind == SegmentKind::kHash) {
-          if (p.fragment) {
-            pos = seg.end;
-            continue;
-          }
-          w.phase = Walk::Phase::kProbe;
-          continue;
-        }
-        hit = find_in_segment(seg, pos, p, st, w.scan);
-        if (hit == kNone) {
-          pos = seg.end;
-          continue;
-        }
-        next = hit + 1;
-        break;
-      }
-      case Walk::Phase::kProbe: {
-        // A hashed rule tests exactly its key (and comments): an equal key is
-        // a match, and nothing else of the rule needs reading.
-        const Segment& seg = segments_[rules[pos].segment];
-        const HashIndex& hi = hashes_[seg.index];
-        w.phase = Walk::Phase::kRun;
-        const HashSlot* found = find_slot(hi, hash_key(hi.with_dst, p.dst, p.proto, p.dport));
-        if (found == nullptr || found->rule < pos) {
-          pos = seg.end;
-          continue;
-        }
-        if (found->chain != kNone) {
-          // -j CHAIN, from the slot: what apply_compiled and kJump do.
-          record_match(res, st, found->rule, p);
-          w.stack[depth++] = {chain, seg.end, end};
-          const JumpData j{found->chain,
-                           found->rule_begin,
-                           found->rule_end,
-                           found->match_begin,
-                           std::min(found->match_begin + 8, uint32_t(matches_.size())),
-                           found->cold_begin};
-          prefetch_chain(rules, matches_.data(), cold_matches_, j);
-          chain = j.chain;
-          pos = j.rule_begin;
-          end = j.rule_end;
-          continue;
-        }
-        // After a hash hit nothing else in the segment can match.
-        w.hit = found->rule;
-        w.next = seg.end;
-        w.phase = Walk::Phase::kHit;
-        continue;
-      }
-      case Walk::Phase::kHit:
-        hit = w.hit;
-        next = w.next;
-        w.phase = Walk::Phase::kRun;
-        break;
+    if (pos >= end) {
+      // The end of a chain: back to the caller's next rule, or, in the
+      // built-in chain, its policy.
+      if (depth == 0) return chains_[chain].policy == Policy::kDrop ? Action::kDrop : Action::kAccept;
+      --depth;
+      chain = stack[depth].chain;
+      pos = stack[depth].next;
+      end = stack[depth].end;
+      continue;
     }
-    // Rule `hit` matched; `next` is where the walk goes on after it.
-    const CompiledTarget& t = rules[hit].target;
+    // Find the next rule that matches: `hit`, and `next`, where the walk
+    // goes on after it.
+    uint32_t hit, next;
+    const CompiledRule& r = rules[pos];
+    if (r.segment == kNone) [[likely]] {
+      if (!rule_matches(pos, p, st, scan)) {
+        ++pos;
+        continue;
+      }
+      hit = pos;
+      next = pos + 1;
+    } else if (const Segment& seg = segments_[r.segment]; seg.kind == SegmentKind::kHash) {
+      // A hashed rule tests exactly its key (and comments): an equal key is
+      // a match, and nothing else of the rule needs reading. After a hit
+      // nothing else in the segment can match. A fragment has no ports.
+      const HashIndex& hi = hashes_[seg.index];
+      const HashSlot* found = p.fragment ? nullptr : find_slot(hi, hash_key(hi.with_dst, p.dst, p.proto, p.dport));
+      if (found == nullptr || found->rule < pos) {
+        pos = seg.end;
+        continue;
+      }
+      if (found->chain != kNone) {
+        // -j CHAIN, from the slot: what apply_compiled and kJump do.
+        record_match(res, st, found->rule, p);
+        stack[depth++] = {chain, seg.end, end};
+        enter(JumpData{found->chain, found->rule_begin, found->rule_end, found->match_begin,
+                       std::min(found->match_begin + 8, uint32_t(matches_.size())), found->cold_begin});
+        continue;
+      }
+      hit = found->rule;
+      next = seg.end;
+    } else {
+      hit = find_in_segment(seg, pos, p, st, scan);
+      if (hit == kNone) {
+        pos = seg.end;
+        continue;
+      }
+      next = hit + 1;
+    }
     // The rule index is its id (checked when compiled).
+    const CompiledTarget& t = rules[hit].target;
     record_match(res, st, hit, p);
-    const eval::Flow f = apply_compiled(t, targets_, hit, p, res);
-    switch (f) {
+    switch (apply_compiled(t, targets_, hit, p, res)) {
       case eval::Flow::kContinue:
         pos = next;
         break;
       case eval::Flow::kJump:
-        w.stack[depth++] = {chain, next, end};
-        [[fallthrough]];
+        stack[depth++] = {chain, next, end};
+        enter(t.data.jump);
+        break;
       case eval::Flow::kGoto:
-        prefetch_chain(rules, matches_.data(), cold_matches_, t.data.jump);
-        chain = t.data.jump.chain;
-        pos = t.data.jump.rule_begin;
-        end = t.data.jump.rule_end;
+        enter(t.data.jump);
         break;
       case eval::Flow::kReturn:
-        if (!leave_chain()) return;
+        pos = end;  // leaves the chain as its end does
         break;
-      default:
-        if (!table_done(f)) return;
-        break;
+      case eval::Flow::kAccept:
+        return Action::kAccept;
+      case eval::Flow::kDrop:
+        return Action::kDrop;
+      case eval::Flow::kReject:
+        return Action::kReject;
     }
   }
 }

@@ -14,11 +14,14 @@ namespace dpgate::rules::bound_search {
 inline uint32_t count_at_most_sse2(const uint32_t* window, uint32_t n, uint32_t v) {
   const __m128i bias = _mm_set1_epi32(INT32_MIN);
   const __m128i value = _mm_xor_si128(_mm_set1_epi32(static_cast<int32_t>(v)), bias);
-  uint32_t above = 0;  // bit i: window[i] > v
-  for (int q = 0; q < 4; ++q) {
-    const __m128i b = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(window) + q), bias);
-    above |= static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(b, value)))) << (4 * q);
-  }
+  const __m128i* w = reinterpret_cast<const __m128i*>(window);
+  // Bit i: window[i] > v. The four compares are independent (written out:
+  // GCC kept a loop over them, with a shift by a register each time).
+  const auto above4 = [&](int q) {
+    const __m128i b = _mm_xor_si128(_mm_loadu_si128(w + q), bias);
+    return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(b, value))));
+  };
+  const uint32_t above = above4(0) | above4(1) << 4 | above4(2) << 8 | above4(3) << 12;
   return static_cast<uint32_t>(__builtin_popcount(~above & ((1u << n) - 1)));
 }
 

@@ -285,23 +285,11 @@ class Program {
     bool asked = false;
   };
   const uint64_t* scanned(PayloadScan& scan, const Packet& p, MatchState& st) const;
-  // One packet's walk through a hook: where it is besides the chain and rule
-  // (which walk() keeps in registers).
-  struct Walk {
-    enum class Phase : uint8_t { kNextTable, kRun, kProbe, kHit };
-    struct Frame {
-      uint32_t chain, next, end;
-    };
-    Packet* p = nullptr;
-    HookResult* res = nullptr;
-    PayloadScan scan;
-    Phase phase = Phase::kNextTable;
-    uint8_t table = 0;  // position in tables_of_[hook]
-    uint32_t hit = 0, next = 0;  // kHit: the rule found and where to go on
-    Frame stack[kMaxDepth];
-  };
-  void start(Walk& w, Packet& p, HookResult& res) const;
-  void walk(Hook hook, Walk& w, MatchState& st) const;
+  // One table's traversal for one packet (ipt_do_table), from the table's
+  // built-in chain `base`: its verdict, kAccept when the packet goes on to
+  // the hook's next table. Its position (chain, rule, jump stack) lives in
+  // locals, registers mostly: nothing is stored between two rules.
+  Action walk_table(uint32_t base, Packet& p, HookResult& res, MatchState& st, PayloadScan& scan) const;
   const HashSlot* find_slot(const HashIndex& hi, uint64_t key) const;
   // Calls fn(hash index, key) for each hash segment `hook` looks ahead to
   // that packet `k` walks (nat only when k.with_nat): the three prefetch stages.
