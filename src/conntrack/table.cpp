@@ -4,6 +4,7 @@
 #include "dpgate/conntrack/table.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstring>
 
@@ -121,8 +122,9 @@ uint32_t Table::find_ref(const net::FiveTuple& key, uint64_t h) const {
   uint32_t b = static_cast<uint32_t>(h) & mask_;
   for (uint32_t probes = 0; probes <= mask_; ++probes) {
     const Bucket& bk = buckets_[b];
-    for (unsigned s = 0; s < kSlots; ++s) {
-      if (bk.sig[s] == sig && key_matches(bk.ref[s], key)) return bk.ref[s];
+    for (uint32_t bits = slots_holding(bk, sig); bits != 0; bits &= bits - 1) {
+      const uint32_t ref = bk.ref[std::countr_zero(bits)];
+      if (key_matches(ref, key)) return ref;
     }
     if (bk.overflow == 0) break;
     b = (b + 1) & mask_;
@@ -298,20 +300,17 @@ void Table::lookup_bulk(const net::FiveTuple* keys, unsigned n, uint64_t now, En
     unsigned n_spilled = 0;
     auto first_hit = [&](unsigned i, uint32_t b) {
       const Bucket& bk = buckets_[b];
-      const uint32_t sig = signature(h[i]);
-      for (unsigned s = 0; s < kSlots; ++s) {
-        if (bk.sig[s] == sig) {
-          cand[i] = bk.ref[s];
-          const Entry* e = &entries_[bk.ref[s] >> 1];
-          __builtin_prefetch(e);
-          if (key(i).family != net::Family::kIpv4) {
-            __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
-          }
-          if (accounting()) __builtin_prefetch(&counters_[bk.ref[s] >> 1]);
-          return true;
-        }
+      const uint32_t bits = slots_holding(bk, signature(h[i]));
+      if (bits == 0) return false;
+      const uint32_t ref = bk.ref[std::countr_zero(bits)];
+      cand[i] = ref;
+      const Entry* e = &entries_[ref >> 1];
+      __builtin_prefetch(e);
+      if (key(i).family != net::Family::kIpv4) {
+        __builtin_prefetch(reinterpret_cast<const uint8_t*>(e) + 64);
       }
-      return false;
+      if (accounting()) __builtin_prefetch(&counters_[ref >> 1]);
+      return true;
     };
     for (unsigned i = 0; i < m; ++i) {
       const uint32_t b = static_cast<uint32_t>(h[i]) & mask_;

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <vector>
 
 #include "dpgate/conntrack/entry.hpp"
+#include "dpgate/conntrack/signatures.hpp"
 #include "dpgate/conntrack/timeouts.hpp"
 #include "dpgate/conntrack/track.hpp"
 #include "dpgate/net/addr.hpp"
@@ -272,6 +274,12 @@ class Table {
     uint32_t pad;
   };
   static_assert(sizeof(Bucket) == 64);
+  // Bit s set when slot s holds `sig` (a signature, never 0: the overflow
+  // count in the eighth lane is masked off).
+  static uint32_t slots_holding(const Bucket& bk, uint32_t sig) {
+    static_assert(offsetof(Bucket, overflow) == kSlots * sizeof(uint32_t));
+    return signatures::equal_lanes(bk.sig, sig) & ((1u << kSlots) - 1);
+  }
 
   // Coarse timeouts, precomputed from Timeouts.
   struct Ticks {
