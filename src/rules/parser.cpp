@@ -5,6 +5,7 @@
 #include "dpgate/rules/parser.hpp"
 
 #include <algorithm>
+#include <bitset>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -161,11 +162,26 @@ struct OptSpec {
   int id;
 };
 
+// Option ids already given in one rule or one extension (MainOpt, ExtOpt:
+// small numbers). Bits, not a std::set: a rule's options allocate nothing.
+struct SeenIds {
+  std::bitset<128> bits;
+  // False when `id` was seen before.
+  bool insert(int id) {
+    if (bits[size_t(id)]) return false;
+    bits[size_t(id)] = true;
+    return true;
+  }
+  size_t count(int id) const { return bits[size_t(id)] ? 1 : 0; }
+  size_t size() const { return bits.count(); }
+  bool empty() const { return bits.none(); }
+};
+
 // Per-extension parser state: which options were seen (by id).
 struct ExtState {
   std::string name;
-  std::vector<OptSpec> opts;
-  std::set<int> seen;
+  const std::vector<OptSpec>* opts = nullptr;  // match_opts() / target_opts(): static tables
+  SeenIds seen;
   SourcePos pos;  // where -m / -j was
   size_t match_index = 0;  // into rule.matches for matches
   bool is_target = false;
@@ -254,6 +270,7 @@ enum ExtOpt : int {
   kLogLevel, kLogPrefix, kLogTcpSeq, kLogTcpOpt, kLogIpOpt, kLogUid, kLogMac,
   kCtNotrack,
 };
+static_assert(kCtNotrack < 128 && kOptRename < 128, "SeenIds holds 128 option ids");
 
 const std::vector<OptSpec>* match_opts(std::string_view name) {
   static const std::map<std::string_view, std::vector<OptSpec>> kMatches = {
@@ -530,7 +547,7 @@ class LineParser {
     rule_ = &r;
     exts_.clear();
     target_ext_.reset();
-    std::set<int> main_seen;
+    SeenIds main_seen;
     bool have_target = false;
     while (i_ < toks_.size()) {
       bool inv = false;
@@ -570,19 +587,19 @@ class LineParser {
     return r;
   }
 
-  int exact_main(const std::string& name) {
+  int exact_main(std::string_view name) {
     for (const auto& o : kMainOpts) {
-      if (name == o.name) return o.id;
+      if (name == std::string_view(o.name)) return o.id;
     }
     return 0;
   }
 
-  void handle_main(int id, const Opt& o, bool inv, size_t bang, std::set<int>& seen,
+  void handle_main(int id, const Opt& o, bool inv, size_t bang, SeenIds& seen,
                    bool& have_target, const std::string& chain) {
     (void)chain;
     const uint32_t col = toks_[o.tok].col;
     auto once = [&](const char* flag) {
-      if (!seen.insert(id).second) {
+      if (!seen.insert(id)) {
         fail(col, std::string("expected one ") + flag + " but found another '" +
                       toks_[o.tok].text + "'");
       }
@@ -713,7 +730,7 @@ class LineParser {
     }
     ExtState e;
     e.name = name;
-    e.opts = *opts;
+    e.opts = opts;
     e.pos = pos_of(tok);
     e.match_index = rule_->matches.size();
     if (name == "tcp" || name == "udp") {
@@ -806,7 +823,7 @@ class LineParser {
     }
     ExtState e;
     e.name = name;
-    e.opts = *opts;
+    e.opts = opts;
     e.pos = pos_of(tok);
     e.is_target = true;
     exts_.push_back(std::move(e));
@@ -820,7 +837,7 @@ class LineParser {
     for (int pass = 0; pass < 2; ++pass) {
       // exact names, newest first
       for (size_t k = exts_.size(); k-- > 0;) {
-        for (const auto& spec : exts_[k].opts) {
+        for (const auto& spec : *exts_[k].opts) {
           if (o.name == spec.name) {
             apply_ext_option(exts_[k], spec, o, inv, bang);
             return true;
@@ -831,7 +848,7 @@ class LineParser {
       const OptSpec* hit = nullptr;
       size_t hit_ext = 0;
       for (size_t k = exts_.size(); k-- > 0 && hit == nullptr;) {
-        for (const auto& spec : exts_[k].opts) {
+        for (const auto& spec : *exts_[k].opts) {
           if (std::string_view(spec.name).substr(0, o.name.size()) == o.name) {
             if (hit != nullptr && hit->id != spec.id) {
               fail(toks_[o.tok].col, "option '--" + o.name + "' is ambiguous");
@@ -876,7 +893,7 @@ class LineParser {
       fail(toks_[bang].col, e.name + ": option '--" + spec.name + "' cannot be inverted");
     }
     bool repeatable = spec.id == kStrFrom || spec.id == kStrTo;
-    if (!e.seen.insert(spec.id).second && !repeatable) {
+    if (!e.seen.insert(spec.id) && !repeatable) {
       fail(col, e.name + ": expected option '--" + spec.name +
                     "' only once but found it again");
     }
@@ -2037,13 +2054,22 @@ std::vector<Error> check_ruleset(const Ruleset& rs) {
     const Table& tb = rs.tables[size_t(ti)];
     if (!tb.present) continue;
     const ChainIndex index(tb);
-    // Jumps and loops (depth-first with colours).
+    // Where each chain's rules start in `jump_to`: the chain index each
+    // rule jumps to (resolved once, by the walk below), or `none`.
+    const uint32_t none = uint32_t(tb.chains.size());
+    std::vector<size_t> first_rule(tb.chains.size() + 1, 0);
+    for (size_t k = 0; k < tb.chains.size(); ++k) first_rule[k + 1] = first_rule[k] + tb.chains[k].rules.size();
+    std::vector<uint32_t> jump_to(first_rule.back(), none);
+    // Jumps and loops (depth-first with colours). A chain is finished after
+    // every chain it jumps to: `finished` lists them in that order.
     std::vector<int> colour(tb.chains.size(), 0);
-    std::vector<HookMask> reach(tb.chains.size(), 0);
+    std::vector<uint32_t> finished;
+    finished.reserve(tb.chains.size());
     bool loop_reported = false;
     std::function<void(size_t)> visit = [&](size_t c) {
       colour[c] = 1;
-      for (const auto& r : tb.chains[c].rules) {
+      for (size_t i = 0; i < tb.chains[c].rules.size(); ++i) {
+        const Rule& r = tb.chains[c].rules[i];
         const auto* j = std::get_if<JumpTarget>(&r.target);
         if (j == nullptr) continue;
         const uint32_t to = index.find(j->chain);
@@ -2051,6 +2077,7 @@ std::vector<Error> check_ruleset(const Ruleset& rs) {
           errors.push_back(Error{r.pos, "expected a declared chain but found jump to '" + j->chain + "'"});
           continue;
         }
+        jump_to[first_rule[c] + i] = to;
         if (colour[to] == 1) {
           if (!loop_reported) {
             errors.push_back(Error{r.pos, "expected a loop-free chain graph but '" + tb.chains[c].name + "' jumps back to '" + j->chain + "'"});
@@ -2061,29 +2088,22 @@ std::vector<Error> check_ruleset(const Ruleset& rs) {
         if (colour[to] == 0) visit(to);
       }
       colour[c] = 2;
+      finished.push_back(uint32_t(c));
     };
     for (size_t k = 0; k < tb.chains.size(); ++k) {
       if (colour[k] == 0) visit(k);
     }
     if (!errors.empty()) return errors;
-    // Hooks reaching each chain (propagate from built-ins; the graph is a DAG).
+    // Hooks reaching each chain: from the built-ins down the DAG, in one
+    // pass in reverse finishing order (every chain before those it jumps to).
+    std::vector<HookMask> reach(tb.chains.size(), 0);
     for (size_t k = 0; k < tb.chains.size(); ++k) {
       if (tb.chains[k].builtin) reach[k] = hook_bit(*tb.chains[k].builtin);
     }
-    bool changed = true;
-    while (changed) {
-      changed = false;
-      for (size_t k = 0; k < tb.chains.size(); ++k) {
-        if (reach[k] == 0) continue;
-        for (const auto& r : tb.chains[k].rules) {
-          if (const auto* j = std::get_if<JumpTarget>(&r.target)) {
-            const uint32_t t = index.find(j->chain);
-            if ((reach[t] | reach[k]) != reach[t]) {
-              reach[t] |= reach[k];
-              changed = true;
-            }
-          }
-        }
+    for (auto c = finished.rbegin(); c != finished.rend(); ++c) {
+      if (reach[*c] == 0) continue;
+      for (size_t i = first_rule[*c]; i < first_rule[*c + 1]; ++i) {
+        if (jump_to[i] != none) reach[jump_to[i]] |= reach[*c];
       }
     }
     for (size_t k = 0; k < tb.chains.size(); ++k) {

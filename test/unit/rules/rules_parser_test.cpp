@@ -47,6 +47,18 @@ TEST_CASE("semantic errors name the rule that causes them") {
         "f.rules:3:4: expected a built-in chain for -P but found user chain 'USER'");
 }
 
+TEST_CASE("a target's hooks are checked through every chain that leads to it, however deep") {
+  // Declared deepest first: a hook reaches A through C and B.
+  const std::string chains = "*nat\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A C -j B\n-A B -j A\n"
+                             "-A A -p tcp -j DNAT --to-destination 198.18.0.2\n";
+  CHECK(error_of(chains + "-A PREROUTING -j C\nCOMMIT\n") == "(accepted)");
+  CHECK(error_of(chains + "-A PREROUTING -j C\n-A POSTROUTING -j C\nCOMMIT\n") ==
+        "f.rules:7:1: expected DNAT only in nat PREROUTING/OUTPUT but chain 'A' is reached from POSTROUTING");
+  // Two paths, one of them from INPUT: reported once, with the hook.
+  CHECK(error_of(chains + "-A PREROUTING -j C\n-A INPUT -j B\nCOMMIT\n") ==
+        "f.rules:7:1: expected DNAT only in nat PREROUTING/OUTPUT but chain 'A' is reached from INPUT");
+}
+
 TEST_CASE("a failed apply leaves the running ruleset untouched") {
   auto base = parse_ruleset("*filter\n-A INPUT -j ACCEPT\nCOMMIT\n", "a");
   REQUIRE(base.ok());
