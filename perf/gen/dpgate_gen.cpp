@@ -535,7 +535,7 @@ struct Counters {
   uint64_t offered = 0;    // built and handed to tx_burst
   uint64_t sent = 0;       // accepted by tx_burst
   uint64_t tx_full = 0;    // refused by tx_burst (the DUT's RX ring was full): lost
-  uint64_t skipped = 0;    // never built: the generator fell behind its schedule
+  uint64_t skipped = 0;    // never built: the generator fell behind its schedule (or had no mbuf)
   uint64_t received = 0;   // stamped frames of this trial back on the RX port
   uint64_t stale = 0;      // stamped frames of an earlier trial (arrived after its drain)
   uint64_t other = 0;      // anything else on the RX port (ARP, ICMP, foreign frames)
@@ -834,6 +834,8 @@ TrialResult Generator::run_trial(unsigned trial, double pps, double seconds, boo
         r.c.offered += n;
         r.c.sent += sent;
         r.c.tx_full += n - sent;
+      } else {
+        r.c.skipped += n;  // no mbufs to build them in: never built either
       }
       next += burst_ticks;
     }
@@ -851,6 +853,10 @@ TrialResult Generator::run_trial(unsigned trial, double pps, double seconds, boo
     }
   }
   if (held_n != 0) rte_pktmbuf_free_bulk(held + held_first, held_n);
+  // Paced, the window can close while bursts are still due: the generator
+  // was preempted across its end (the last burst falls a few ms before it).
+  // Those frames were skipped too, so offered + skipped is always what was due.
+  if (pps > 0 && !g_stop && r.c.offered + r.c.skipped < due) r.c.skipped += due - (r.c.offered + r.c.skipped);
   r.seconds = static_cast<double>(std::min(now, end) - start) / static_cast<double>(hz);
   // Drain: what the DUT still holds arrives within drain_ms, or counts as lost.
   const uint64_t drain_end = rte_rdtsc() + o_.drain_ms * hz / 1000;
