@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <string_view>
+#include <vector>
 
 #include "dpgate/rules/interpreter.hpp"
 #include "dpgate/rules/packet.hpp"
@@ -249,27 +250,40 @@ inline Flow apply_target(const Target& t, uint32_t rule_id, Packet& p, HookResul
 // The nat table is consulted only for a connection's first packet.
 inline bool nat_skipped(const Packet& p) { return !walks_nat(p.ct_state, p.ct_confirmed); }
 
-// Runs the tables of a hook in priority order. `walk(table, packet, result)`
-// traverses one table's built-in chain and returns kAccept, kDrop or
-// kReject. The nat table is consulted only for a connection's first packet.
-// In place: `p` is rewritten by the targets as the tables run, `res` is
-// overwritten (the data plane's form: nothing copied).
-template <class Walk>
-void run_hook_in_place(Hook hook, Packet& p, HookResult& res, Walk&& walk) {
+// Runs `count` tables of a hook in priority order, `table_of(k)` naming the
+// k-th: `walk(k, packet, result)` traverses its built-in chain and returns
+// the table's verdict (kAccept: on to the next table). The nat table is
+// consulted only for a connection's first packet. In place: `p` is
+// rewritten by the targets as the tables run, `res` is overwritten (the
+// data plane's form: nothing copied). The interpreter runs every table of
+// hook_tables(); the Program only those its ruleset has.
+template <class TableOf, class Walk>
+void run_tables_in_place(uint32_t count, TableOf&& table_of, Packet& p, HookResult& res, Walk&& walk) {
   res.reset(p.mark, p.ct_mark);
-  for (TableId t : hook_tables(hook)) {
-    if (t == TableId::kNat && nat_skipped(p)) continue;
-    Flow f = walk(t, p, res);
-    if (f == Flow::kDrop) {
-      res.action = Action::kDrop;
-      return;
-    }
-    if (f == Flow::kReject) {
-      res.action = Action::kReject;
+  for (uint32_t k = 0; k < count; ++k) {
+    if (table_of(k) == TableId::kNat && nat_skipped(p)) continue;
+    const Action verdict = walk(k, p, res);
+    if (verdict != Action::kAccept) {
+      res.action = verdict;
       return;
     }
   }
   res.action = Action::kAccept;
+}
+
+// The verdict a table's traversal ended with: DROP and REJECT end the hook.
+inline Action table_verdict(Flow f) {
+  return f == Flow::kDrop ? Action::kDrop : f == Flow::kReject ? Action::kReject : Action::kAccept;
+}
+
+// run_tables_in_place over every table of the hook; `walk(table, packet,
+// result)` returns kAccept, kDrop or kReject.
+template <class Walk>
+void run_hook_in_place(Hook hook, Packet& p, HookResult& res, Walk&& walk) {
+  const std::vector<TableId>& tables = hook_tables(hook);
+  run_tables_in_place(
+      uint32_t(tables.size()), [&](uint32_t k) { return tables[k]; }, p, res,
+      [&](uint32_t k, Packet& q, HookResult& r) { return table_verdict(walk(tables[k], q, r)); });
 }
 
 template <class Walk>

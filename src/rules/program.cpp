@@ -780,7 +780,7 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
 }
 
 // First rule of a classifier segment at or after `from` that matches, or
-// kNone. (Hash segments are probed by walk(); linear rules have none.)
+// kNone. (Hash segments are probed by walk_table(); linear rules have none.)
 uint32_t Program::find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                                   PayloadScan& scan) const {
   switch (s.kind) {
@@ -847,21 +847,12 @@ HookResult Program::evaluate(Hook hook, const Packet& packet, MatchState& state)
   return res;
 }
 
-// The tables of a hook in priority order (eval::run_hook_in_place): the nat
-// table only for a connection's first packet; a DROP or REJECT ends the hook.
 void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult& result) const {
-  result.reset(packet.mark, packet.ct_mark);
   PayloadScan scan;
   const HookTables& tables = tables_of_[size_t(hook)];
-  for (uint32_t t = 0; t < tables.count; ++t) {
-    if (tables.table[t] == TableId::kNat && eval::nat_skipped(packet)) continue;
-    const Action verdict = walk_table(tables.base[t], packet, result, state, scan);
-    if (verdict != Action::kAccept) {
-      result.action = verdict;
-      return;
-    }
-  }
-  result.action = Action::kAccept;
+  eval::run_tables_in_place(
+      tables.count, [&](uint32_t k) { return tables.table[k]; }, packet, result,
+      [&](uint32_t k, Packet& p, HookResult& res) { return walk_table(tables.base[k], p, res, state, scan); });
 }
 
 void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count,

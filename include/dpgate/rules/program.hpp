@@ -288,7 +288,7 @@ class Program {
   // One table's traversal for one packet (ipt_do_table), from the table's
   // built-in chain `base`: its verdict, kAccept when the packet goes on to
   // the hook's next table. Its position (chain, rule, jump stack) lives in
-  // locals, registers mostly: nothing is stored between two rules.
+  // locals, mostly registers.
   Action walk_table(uint32_t base, Packet& p, HookResult& res, MatchState& st, PayloadScan& scan) const;
   const HashSlot* find_slot(const HashIndex& hi, uint64_t key) const;
   // Calls fn(hash index, key) for each hash segment `hook` looks ahead to
@@ -322,7 +322,7 @@ class Program {
   // base_[table][hook]: chain index of the built-in chain, kNone when absent.
   std::array<std::array<uint32_t, kHookCount>, kTableCount> base_{};
   // tables_of_[hook]: the tables with a built-in chain there, in the hook's
-  // order (hook_tables()), and those chains: what walk() goes through.
+  // order (hook_tables()), and those chains: what evaluate() walks.
   struct HookTables {
     uint8_t count = 0;
     std::array<TableId, kTableCount> table{};
