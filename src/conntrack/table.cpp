@@ -101,12 +101,19 @@ uint32_t Table::seconds_to_ticks(uint32_t seconds) const {
 
 [[gnu::always_inline]] inline bool Table::key_matches(uint32_t ref, const net::FiveTuple& key) const {
   const Entry& e = entries_[ref >> 1];
-  if ((ref & 1) == 0) return std::memcmp(&e.orig, &key, sizeof(key)) == 0;
   // Ports, protocol, family and pad in one word; then the addresses, an
-  // IPv4 flow's from line 0 (an IPv4 key's other address bytes are zero).
+  // IPv4 flow's first 4 bytes each (an IPv4 tuple's other address bytes are
+  // zero, the key's and the entry's alike: equal words mean both IPv4).
   const auto* k = reinterpret_cast<const uint8_t*>(&key);
-  uint64_t key_word, ports, tail;
+  uint64_t key_word;
   std::memcpy(&key_word, k + 32, 8);
+  if ((ref & 1) == 0) {
+    if (key.family != net::Family::kIpv4) return std::memcmp(&e.orig, &key, sizeof(key)) == 0;
+    uint64_t orig_word;
+    std::memcpy(&orig_word, reinterpret_cast<const uint8_t*>(&e.orig) + 32, 8);
+    return key_word == orig_word && key.src.v4() == e.orig.src.v4() && key.dst.v4() == e.orig.dst.v4();
+  }
+  uint64_t ports, tail;
   std::memcpy(&ports, &e.reply_sport, 4);
   std::memcpy(&tail, reinterpret_cast<const uint8_t*>(&e.orig) + 36, 4);
   ports &= 0xffffffffULL;

@@ -63,6 +63,7 @@ TEST_CASE("address and port adjustments give the recomputed checksum exactly, ov
     if (i % 7 == 0) std::memset(hdr, 0xff, 12);  // sums near the fold boundaries
     hdr[10] = hdr[11] = 0;
     uint16_t sum = checksum(hdr, 20);
+    const uint16_t before = sum;
     uint32_t old_addr, new_addr = i % 5 == 0 ? 0xffffffffu : static_cast<uint32_t>(rng());
     std::memcpy(&old_addr, hdr + 12, 4);
     std::memcpy(hdr + 12, &new_addr, 4);
@@ -73,6 +74,9 @@ TEST_CASE("address and port adjustments give the recomputed checksum exactly, ov
     sum = checksum_adjust16(sum, old_word, new_word);
     INFO("iteration " << i);
     REQUIRE(sum == checksum(hdr, 20));
+    // Both rewrites as one sum of deltas (nat_rewrite's transport checksum).
+    REQUIRE(checksum_apply(before, checksum_delta32(old_addr, new_addr) + checksum_delta16(old_word, new_word)) ==
+            sum);
   }
 }
 

@@ -141,6 +141,33 @@ TEST_CASE("malformed frames are rejected with a named reason") {
   }
 }
 
+TEST_CASE("martian sources and destinations, by first octet, match RFC 1812's lists") {
+  // The lists spelt out as compares, against the octet sets the parser tests.
+  auto source = [](uint32_t a) { return (a >> 24) == 0 || (a >> 24) == 127 || (a >> 24) >= 224; };
+  auto destination = [](uint32_t a) {
+    return (a >> 24) == 0 || (a >> 24) == 127 || ((a >> 24) >= 224 && (a >> 24) <= 239) || a == 0xffffffffu;
+  };
+  for (uint32_t octet = 0; octet < 256; ++octet) {
+    for (const uint32_t low : {0u, 1u, 0x7fffffu, 0xfffffeu, 0xffffffu}) {
+      const uint32_t a = octet << 24 | low;
+      INFO(octet << "." << (low >> 16) << "." << ((low >> 8) & 255) << "." << (low & 255));
+      CHECK(is_martian_source(a) == source(a));
+      CHECK(is_martian_destination(a) == destination(a));
+    }
+  }
+  static_assert(is_martian_source(0x7f000001) && !is_martian_source(0xc6120001));
+  static_assert(is_martian_destination(0xffffffffu) && !is_martian_destination(0xf0000001));
+  // Class E is martian as a source only: a destination there is routed (or not) like any other.
+  PacketMeta meta;
+  CHECK(parse(PacketBuilder().ipv4("198.18.0.5", "240.0.0.1").udp(1, 2).build(), meta) == DropReason::kNone);
+  CHECK(parse(PacketBuilder().ipv4("198.18.0.5", "239.255.255.255").udp(1, 2).build()) ==
+        DropReason::kMartianDestination);
+  CHECK(parse(PacketBuilder().ipv4("198.18.0.5", "255.255.255.255").udp(1, 2).build()) ==
+        DropReason::kMartianDestination);
+  CHECK(parse(PacketBuilder().ipv4("240.0.0.1", "198.18.0.5").tcp(1, 2).build()) == DropReason::kMartianSource);
+  CHECK(parse(PacketBuilder().ipv4("126.255.255.255", "128.0.0.0").tcp(1, 2).build()) == DropReason::kNone);
+}
+
 TEST_CASE("a TCP data offset below 5 words or past the datagram is rejected") {
   auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").tcp(1000, 80).build();
   f[14 + 20 + 12] = 0x40;  // 4 words

@@ -14,9 +14,7 @@ namespace dpgate::conntrack {
 // IP_CT_DIR_ORIGINAL / IP_CT_DIR_REPLY.
 enum class Direction : uint8_t { kOriginal = 0, kReply = 1 };
 
-constexpr Direction opposite(Direction d) {
-  return d == Direction::kOriginal ? Direction::kReply : Direction::kOriginal;
-}
+constexpr Direction opposite(Direction d) { return static_cast<Direction>(static_cast<uint8_t>(d) ^ 1u); }
 
 // enum tcp_conntrack (uapi nf_conntrack_tcp.h), same numbers, so state
 // names and `conntrack -L` output line up with the kernel's.

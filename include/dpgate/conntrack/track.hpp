@@ -69,10 +69,9 @@ inline constexpr uint8_t kChallengeAck = 0x80;      // IP_CT_EXP_CHALLENGE_ACK
 
 // tcp_last with `cls` and `dir` as the last segment seen.
 constexpr uint8_t with_last(uint8_t bits, TcpFlagClass cls, Direction dir) {
-  bits &= static_cast<uint8_t>(~(kLastIndexMask | kLastDirReply));
-  bits |= static_cast<uint8_t>(cls);
-  if (dir == Direction::kReply) bits |= kLastDirReply;
-  return bits;
+  static_assert(kLastDirReply == 1u << 3 && static_cast<uint8_t>(Direction::kReply) == 1);
+  return static_cast<uint8_t>((bits & ~(kLastIndexMask | kLastDirReply)) | static_cast<uint8_t>(cls) |
+                              static_cast<uint8_t>(dir) << 3);
 }
 
 // The flags that pick a TCP segment's flag class and its validity; PSH,

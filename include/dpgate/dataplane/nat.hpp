@@ -55,10 +55,11 @@ bool icmp_quoted_tuple(const uint8_t* ip, const net::PacketMeta& meta, net::Five
   std::memcpy(&l4_sum, l4_sum_at, 2);
   std::memcpy(addr_at, &new_addr, 4);
   std::memcpy(port_at, &new_port, 2);
-  ip_sum = net::checksum_adjust32(ip_sum, old_addr, new_addr);
+  const uint32_t addr_delta = net::checksum_delta32(old_addr, new_addr);  // the pseudo-header's too
+  ip_sum = net::checksum_apply(ip_sum, addr_delta);
   std::memcpy(ip + 10, &ip_sum, 2);
   if (proto == net::kProtoUdp && l4_sum == 0) return;  // sent without a checksum
-  l4_sum = net::checksum_adjust_addr_port(l4_sum, old_addr, new_addr, old_port, new_port);
+  l4_sum = net::checksum_apply(l4_sum, addr_delta + net::checksum_delta16(old_port, new_port));
   if (proto == net::kProtoUdp && l4_sum == 0) l4_sum = 0xffff;
   std::memcpy(l4_sum_at, &l4_sum, 2);
 }

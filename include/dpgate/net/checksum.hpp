@@ -33,25 +33,29 @@ inline uint16_t checksum_finish_short(uint32_t sum) {
 }
 
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') when a 16-bit word m becomes m'.
+// The (~m + m') part, unfolded, for a 32-bit field (an address) as its two
+// 16-bit words: a NAT rewrite adds the same one to the IP header's checksum
+// and to the transport checksum whose pseudo-header holds the address.
+inline uint32_t checksum_delta32(uint32_t old_value, uint32_t new_value) {
+  return uint32_t(static_cast<uint16_t>(~old_value)) + static_cast<uint16_t>(~(old_value >> 16)) +
+         static_cast<uint16_t>(new_value) + static_cast<uint16_t>(new_value >> 16);
+}
+inline uint32_t checksum_delta16(uint16_t old_word, uint16_t new_word) {
+  return uint32_t(static_cast<uint16_t>(~old_word)) + new_word;
+}
+
+// HC' from HC and the sum of at most seven deltas above.
+inline uint16_t checksum_apply(uint16_t hc, uint32_t delta) {
+  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + delta);
+}
+
 inline uint16_t checksum_adjust16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
-  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_word) + new_word);
+  return checksum_apply(hc, checksum_delta16(old_word, new_word));
 }
 
 // Same for a 32-bit field (an address), as two 16-bit words in one sum.
 inline uint16_t checksum_adjust32(uint16_t hc, uint32_t old_value, uint32_t new_value) {
-  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_value) +
-                               static_cast<uint16_t>(~(old_value >> 16)) + static_cast<uint16_t>(new_value) +
-                               static_cast<uint16_t>(new_value >> 16));
-}
-
-// checksum_adjust32() then checksum_adjust16() in one sum: a transport
-// checksum when both an address its pseudo-header covers and a port change.
-// One's-complement addition is associative, so the result is the same.
-inline uint16_t checksum_adjust_addr_port(uint16_t hc, uint32_t old_addr, uint32_t new_addr, uint16_t old_port,
-                                          uint16_t new_port) {
-  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + static_cast<uint16_t>(~old_addr) +
-                               static_cast<uint16_t>(~(old_addr >> 16)) + static_cast<uint16_t>(new_addr) +
-                               static_cast<uint16_t>(new_addr >> 16) + static_cast<uint16_t>(~old_port) + new_port);
+  return checksum_apply(hc, checksum_delta32(old_value, new_value));
 }
 
 // Decrements the TTL of the IPv4 header at `ip` and patches its checksum

@@ -51,19 +51,31 @@ struct ParseOptions {
   bool ip_checksum_verified = false;  // the NIC already checked it (RTE_MBUF_F_RX_IP_CKSUM_GOOD)
 };
 
-// RFC 1812 §5.3.7 martians: sources a router must never forward from.
-constexpr bool is_martian_source(uint32_t a) {
-  return (a >> 24) == 0       // 0.0.0.0/8: "this network"
-         || (a >> 24) == 127   // loopback
-         || (a >> 28) >= 0xe;  // multicast, class E and limited broadcast
-}
+// A set of first octets as a 256-bit mask: one test per address where a
+// chain of compares on the octet cost 7-13 instructions on every packet.
+struct OctetSet {
+  uint64_t bits[4] = {};
+  constexpr OctetSet with(uint32_t first, uint32_t last) const {
+    OctetSet s = *this;
+    for (uint32_t o = first; o <= last; ++o) s.bits[o >> 6] |= uint64_t{1} << (o & 63);
+    return s;
+  }
+  constexpr bool has_octet_of(uint32_t a) const { return (bits[a >> 30] >> ((a >> 24) & 63)) & 1; }
+};
+
+// RFC 1812 §5.3.7 martians: sources a router must never forward from:
+// 0.0.0.0/8 ("this network"), 127/8 (loopback), 224/4 (multicast), 240/4
+// (class E and the limited broadcast).
+inline constexpr OctetSet kMartianSourceOctets = OctetSet{}.with(0, 0).with(127, 127).with(224, 255);
+constexpr bool is_martian_source(uint32_t a) { return kMartianSourceOctets.has_octet_of(a); }
 
 // Destinations never forwarded: loopback and "this network" are never valid,
 // the limited broadcast and multicast groups are not forwarded (dpgate is no
 // multicast router) and never answered with ICMP errors (RFC 1812 5.3.5.1,
 // 4.3.2.7).
+inline constexpr OctetSet kMartianDestinationOctets = OctetSet{}.with(0, 0).with(127, 127).with(224, 239);
 constexpr bool is_martian_destination(uint32_t a) {
-  return (a >> 24) == 0 || (a >> 24) == 127 || a == 0xffffffffu || (a >> 28) == 0xe;
+  return kMartianDestinationOctets.has_octet_of(a) || a == 0xffffffffu;
 }
 
 // RFC 1812 5.2.2: the IPv4 header checksum verifies when the one's-complement

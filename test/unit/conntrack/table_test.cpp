@@ -678,6 +678,13 @@ TEST_CASE("an IPv6 flow is found by both tuples, its reply addresses compared at
   other = reply;
   other.dst.bytes[8] = 9;
   CHECK(t.lookup(other, kT0, &d) == nullptr);
+  // The same on the original side, which compares the whole tuple.
+  other = orig;
+  other.src.bytes[15] = 5;
+  CHECK(t.lookup(other, kT0, &d) == nullptr);
+  other = orig;
+  other.dst.bytes[4] = 1;
+  CHECK(t.lookup(other, kT0, &d) == nullptr);
   Entry* out[2];
   Direction dirs[2];
   const net::FiveTuple keys[2] = {reply, orig};
