@@ -508,10 +508,17 @@ void track(Worker& w, Burst& b) {
       e = b.flow[i] = nullptr;  // a stale stub: the owner sent it back, treat as new here
     }
     conntrack::L4Info l4;
-    fill_l4_info(ip, meta, l4);
     if (e != nullptr) {
       const uint16_t status_before = e->status;
-      const conntrack::TrackResult result = table.track(*e, b.dir[i], l4, b.now);
+      // Table::track() in two halves: an established flow's ACK, most
+      // packets, reads neither sequence number nor payload length.
+      conntrack::TrackResult result;
+      if (table.tracks_inline(*e, meta.tcp_flags)) [[likely]] {
+        result = table.track_inline(*e, b.dir[i], meta.ip_total_len, b.now);
+      } else {
+        fill_l4_info(ip, meta, l4);
+        result = table.track_any(*e, b.dir[i], l4, b.now);
+      }
       if ((e->status & ~status_before & conntrack::status::kAssured) != 0 &&
           (e->status & conntrack::status::kRedirected) != 0) [[unlikely]] {
         send_stub(w, *e);  // now ASSURED: the stubs must not be early-dropped either
@@ -524,6 +531,8 @@ void track(Worker& w, Burst& b) {
         continue;
       }
       b.flow[i] = nullptr;  // a SYN reopened a closed flow: a new connection
+    } else {
+      fill_l4_info(ip, meta, l4);
     }
     if (!b.from_peer) {
       const uint16_t owner = steer_owner(w, meta);

@@ -176,6 +176,15 @@ class Table {
   // The whole tracker, which track() shortcuts for that one case (public
   // so that a test can hold the two side by side).
   TrackResult track_any(Entry& e, Direction dir, const L4Info& p, uint64_t now);
+  // track()'s two halves, for a caller that reads a segment's sequence
+  // numbers only when they are needed: whether it takes the inline case
+  // (a TCP ACK of an ESTABLISHED flow), and that case, which needs no more
+  // of the packet than its flags and IP total length.
+  bool tracks_inline(const Entry& e, uint8_t tcp_flags) const {
+    return e.orig.proto == 6 && e.proto_state == static_cast<uint8_t>(TcpState::kEstablished) &&
+           (tcp_flags & kTcpClassFlags) == kTcpAck;
+  }
+  TrackResult track_inline(Entry& e, Direction dir, uint16_t ip_len, uint64_t now);
 
   // The flow an ICMP error is RELATED to, from the tuple of the packet it
   // quotes. The quoted packet travelled the opposite way of the error, so
@@ -311,12 +320,13 @@ class Table {
   bool reclaim_if_stale(uint32_t ref, uint32_t now_c);  // `ref` from find_ref(), or kNoRef
   void refresh(Entry& e, uint32_t now_c, uint32_t ticks) { e.deadline = now_c + ticks; }
   uint32_t index_of(const Entry& e) const { return static_cast<uint32_t>(&e - entries_.get()); }
-  void account(const Entry& e, Direction dir, const L4Info& p) {
+  void account(const Entry& e, Direction dir, uint16_t ip_len) {
     if (!accounting()) return;
     Counters& c = counters_[index_of(e)];
     ++c.packets[static_cast<unsigned>(dir)];
-    c.bytes[static_cast<unsigned>(dir)] += p.ip_len;
+    c.bytes[static_cast<unsigned>(dir)] += ip_len;
   }
+  void account(const Entry& e, Direction dir, const L4Info& p) { account(e, dir, p.ip_len); }
   TrackResult track_tcp(Entry& e, Direction dir, const L4Info& p, uint32_t now_c);
   TrackResult track_udp(Entry& e, Direction dir, uint32_t now_c);
   TrackResult track_icmp(Entry& e, Direction dir, const L4Info& p, uint32_t now_c);
@@ -350,10 +360,11 @@ class Table {
 // capped at tcp_unack until the flow has seen a reply, and a flow that has
 // is ASSURED; a reply marks the flow SEEN_REPLY afterwards.
 inline TrackResult Table::track(Entry& e, Direction dir, const L4Info& p, uint64_t now) {
-  if (e.orig.proto != 6 || e.proto_state != static_cast<uint8_t>(TcpState::kEstablished) ||
-      (p.tcp_flags & kTcpClassFlags) != kTcpAck) [[unlikely]] {
-    return track_any(e, dir, p, now);
-  }
+  if (!tracks_inline(e, p.tcp_flags)) [[unlikely]] return track_any(e, dir, p, now);
+  return track_inline(e, dir, p.ip_len, now);
+}
+
+inline TrackResult Table::track_inline(Entry& e, Direction dir, uint16_t ip_len, uint64_t now) {
   e.epoch = epoch_;
   uint32_t timeout = ticks_.tcp[static_cast<unsigned>(TcpState::kEstablished)];
   if (!(e.status & status::kSeenReply)) {
@@ -363,7 +374,7 @@ inline TrackResult Table::track(Entry& e, Direction dir, const L4Info& p, uint64
   }
   e.tcp_last = with_last(e.tcp_last, TcpFlagClass::kAck, dir);
   refresh(e, coarse(now), timeout);
-  account(e, dir, p);
+  account(e, dir, ip_len);
   if (dir == Direction::kReply) e.status |= status::kSeenReply;
   return TrackResult::kAccept;
 }
