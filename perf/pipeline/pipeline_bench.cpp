@@ -25,6 +25,8 @@
 // them into mbufs (what net_pcap's infinite_rx does in its RX burst) is not
 // dpgate's work and stays outside; bursts preempted by other processes are
 // left out (see Timing). Run as root (EAL, --no-huge).
+#include <unistd.h>
+
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
@@ -184,10 +186,13 @@ Timing feed(Bench& b, const uint8_t* frames, uint64_t count, uint64_t first, uin
 
 int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
+  // No shared config, IPC or telemetry socket: the EAL leaves its runtime
+  // directory empty, and main() removes it at the end (one was left in
+  // /var/run/dpdk per run).
   const std::string prefix = "pbench" + std::to_string(getpid());
   std::vector<std::string> eal_args = {"pipeline_bench", "--no-huge", "--no-pci", "-m", "3072", "-l", "0",
-                                       "--file-prefix", prefix, "--log-level=lib.eal:error",
-                                       "--vdev", "net_null0,no-rx=1"};
+                                       "--no-shconf", "--no-telemetry", "--file-prefix", prefix,
+                                       "--log-level=lib.eal:error", "--vdev", "net_null0,no-rx=1"};
   std::vector<char*> eal_argv;
   for (auto& s : eal_args) eal_argv.push_back(s.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
@@ -304,6 +309,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   rt.reset();
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  rmdir(runtime_dir.c_str());
   return 0;
 }
