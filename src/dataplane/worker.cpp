@@ -282,6 +282,12 @@ void handle_arp(Worker& w, Burst& b, rte_mbuf* m, const net::PacketMeta& meta) {
 // Stage 1: count, parse, answer ARP, keep IPv4 packets addressed to our MAC.
 void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
   const PortInfo& port = w.router->ports[b.in_port];
+  // The port's MAC as two words in registers: read from `port` in the loop,
+  // it was loaded again for every packet (the meta stores may alias it).
+  uint32_t mac_head;
+  uint16_t mac_tail;
+  std::memcpy(&mac_head, port.mac.bytes.data(), 4);
+  std::memcpy(&mac_tail, port.mac.bytes.data() + 4, 2);
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(frame_of(pkts[i]));
   for (uint16_t i = 0; i < n; ++i) {
@@ -300,7 +306,11 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
       handle_arp(w, b, m, meta);
       continue;
     }
-    if (std::memcmp(f, port.mac.bytes.data(), 6) != 0) [[unlikely]] {
+    uint32_t dst_head;
+    uint16_t dst_tail;
+    std::memcpy(&dst_head, f, 4);
+    std::memcpy(&dst_tail, f + 4, 2);
+    if (((dst_head ^ mac_head) | (dst_tail ^ mac_tail)) != 0) [[unlikely]] {
       drop(w, m, DropReason::kNotForUs);
       continue;
     }
