@@ -55,6 +55,28 @@ TEST_CASE("TTL decrement equals recomputation for random headers, the checksum's
   CHECK(edges > 0);
 }
 
+TEST_CASE("32-bit one's-complement addition and folding agree with adding and folding 16-bit halves") {
+  std::mt19937 rng(1071);
+  const uint32_t edges[] = {0, 1, 0xffff, 0x10000, 0xfffe, 0xffff0000u, 0xfffffffeu, 0xffffffffu, 0x8000ffffu, 0x7fff8000u};
+  auto check = [](uint32_t a, uint32_t b) {
+    // the reference: the 64-bit sum folded to 32 bits with its carries
+    uint64_t ref = uint64_t{a} + b;
+    ref = (ref & 0xffffffffu) + (ref >> 32);
+    INFO(a << " + " << b);
+    REQUIRE(checksum_add32(a, b) == ref);
+    REQUIRE(checksum_fold32(a) == checksum_finish(a));
+    // folding the 32-bit sum equals folding the sum of the four halves
+    REQUIRE(checksum_fold32(checksum_add32(a, b)) == checksum_finish((a & 0xffff) + (a >> 16) + (b & 0xffff) + (b >> 16)));
+  };
+  for (const uint32_t a : edges) {
+    for (const uint32_t b : edges) check(a, b);
+  }
+  for (int i = 0; i < 1000000; ++i) check(static_cast<uint32_t>(rng()), static_cast<uint32_t>(rng()));
+  CHECK(checksum_add32(0, 0) == 0);
+  CHECK(checksum_add32(1, 0xffffffffu) == 1);  // never 0 unless both are
+  CHECK(checksum_fold32(0) == 0xffff);
+}
+
 TEST_CASE("address and port adjustments give the recomputed checksum exactly, over many random rewrites") {
   std::mt19937 rng(16241);
   for (int i = 0; i < 200000; ++i) {
@@ -75,7 +97,7 @@ TEST_CASE("address and port adjustments give the recomputed checksum exactly, ov
     INFO("iteration " << i);
     REQUIRE(sum == checksum(hdr, 20));
     // Both rewrites as one sum of deltas (nat_rewrite's transport checksum).
-    REQUIRE(checksum_apply(before, checksum_delta32(old_addr, new_addr) + checksum_delta16(old_word, new_word)) ==
+    REQUIRE(checksum_apply(before, checksum_add32(checksum_delta32(old_addr, new_addr), checksum_delta16(old_word, new_word))) ==
             sum);
   }
 }

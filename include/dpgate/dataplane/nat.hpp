@@ -59,7 +59,7 @@ bool icmp_quoted_tuple(const uint8_t* ip, const net::PacketMeta& meta, net::Five
   ip_sum = net::checksum_apply(ip_sum, addr_delta);
   std::memcpy(ip + 10, &ip_sum, 2);
   if (proto == net::kProtoUdp && l4_sum == 0) return;  // sent without a checksum
-  l4_sum = net::checksum_apply(l4_sum, addr_delta + net::checksum_delta16(old_port, new_port));
+  l4_sum = net::checksum_apply(l4_sum, net::checksum_add32(addr_delta, net::checksum_delta16(old_port, new_port)));
   if (proto == net::kProtoUdp && l4_sum == 0) l4_sum = 0xffff;
   std::memcpy(l4_sum_at, &l4_sum, 2);
 }

@@ -24,29 +24,37 @@ inline uint16_t checksum(const void* data, size_t len) {
   return checksum_finish(checksum_partial(data, len));
 }
 
-// checksum_finish() for a sum of at most sixteen 16-bit words: two folds
-// always end the carries (no loop, no branch to mispredict on the NAT path).
-inline uint16_t checksum_finish_short(uint32_t sum) {
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
+// One's-complement sum of two 32-bit words (RFC 1071): the carry out of the
+// top is added back in. A 32-bit one's-complement sum folds to the same
+// 16-bit one as its two halves would (2^16 = 1 modulo 0xffff), and it is 0
+// only when both words are.
+inline uint32_t checksum_add32(uint32_t a, uint32_t b) {
+  const uint32_t s = a + b;
+  return s + (s < b);
 }
 
-// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') when a 16-bit word m becomes m'.
-// The (~m + m') part, unfolded, for a 32-bit field (an address) as its two
-// 16-bit words: a NAT rewrite adds the same one to the IP header's checksum
-// and to the transport checksum whose pseudo-header holds the address.
-inline uint32_t checksum_delta32(uint32_t old_value, uint32_t new_value) {
-  return uint32_t(static_cast<uint16_t>(~old_value)) + static_cast<uint16_t>(~(old_value >> 16)) +
-         static_cast<uint16_t>(new_value) + static_cast<uint16_t>(new_value >> 16);
+// A 32-bit one's-complement sum folded to 16 bits and complemented: the top
+// half of sum + rotl(sum, 16) is hi + lo with its end-around carry.
+inline uint16_t checksum_fold32(uint32_t sum) {
+  return static_cast<uint16_t>(~((sum + std::rotl(sum, 16)) >> 16));
 }
+
+// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') when a word m becomes m'. The
+// (~m + m') part, unfolded, for a 32-bit field (an address): a NAT rewrite
+// adds the same one to the IP header's checksum and to the transport
+// checksum whose pseudo-header holds the address.
+inline uint32_t checksum_delta32(uint32_t old_value, uint32_t new_value) {
+  return checksum_add32(~old_value, new_value);
+}
+// The same for a 16-bit field; at most 0x1fffe.
 inline uint32_t checksum_delta16(uint16_t old_word, uint16_t new_word) {
   return uint32_t(static_cast<uint16_t>(~old_word)) + new_word;
 }
 
-// HC' from HC and the sum of at most seven deltas above.
+// HC' from HC and a delta above (several are one delta combined with
+// checksum_add32).
 inline uint16_t checksum_apply(uint16_t hc, uint32_t delta) {
-  return checksum_finish_short(uint32_t(static_cast<uint16_t>(~hc)) + delta);
+  return checksum_fold32(checksum_add32(delta, static_cast<uint16_t>(~hc)));
 }
 
 inline uint16_t checksum_adjust16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
