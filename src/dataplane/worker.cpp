@@ -46,7 +46,8 @@ constexpr unsigned kMaxMessagesPerDrain = 256;  // per peer: bounds one drain's 
 // and FiveTuple have default member initialisers, and constructing kMaxBurst
 // of each on every burst zeroed 14 KB - more work than routing the packets.
 // Each stage writes a packet's slot before any later stage reads it (parse
-// fills meta; track fills ct, and orig/reply of new flows).
+// fills meta; track fills ct, and orig/reply of new flows; a known flow's
+// ct only in part, completed by the first hook that evaluates rules for it).
 template <class T, size_t N>
 struct Slots {
   static_assert(std::is_trivially_destructible_v<T> && std::is_trivially_copyable_v<T>);
@@ -57,6 +58,11 @@ struct Slots {
   T& operator[](size_t i) { return at[i]; }
   const T& operator[](size_t i) const { return at[i]; }
 };
+
+// Burst::ct_pending bits: what evaluate_hook still fills in a known flow's
+// view (ct_view_complete, ct_view_tuples) before a rule reads it.
+constexpr uint8_t kCtPendingScalars = 1u << 0;
+constexpr uint8_t kCtPendingTuples = 1u << 1;
 
 // Everything a burst carries between stages. On the worker's stack.
 struct Burst {
@@ -82,7 +88,7 @@ struct Burst {
   conntrack::Entry* flow[kMaxBurst];
   conntrack::Direction dir[kMaxBurst];
   Slots<conntrack::CtView, kMaxBurst> ct;
-  bool ct_tuples_pending[kMaxBurst];  // ct's tuples are still to be read from `flow` (ct_view_tuples)
+  uint8_t ct_pending[kMaxBurst];  // kCtPending* bits: the parts of ct still to be filled from `flow`
   bool is_new[kMaxBurst];     // will become a flow if the rules accept it
   bool related[kMaxBurst];    // an ICMP error about `flow`
   Slots<net::FiveTuple, kMaxBurst> orig;   // a new flow's tuple before NAT
@@ -473,7 +479,7 @@ void track(Worker& w, Burst& b) {
   // Whole arrays, a constant size: a few vector stores a burst, not five a packet.
   std::memset(b.is_new, 0, sizeof(b.is_new));
   std::memset(b.related, 0, sizeof(b.related));
-  std::memset(b.ct_tuples_pending, 0, sizeof(b.ct_tuples_pending));
+  std::memset(b.ct_pending, 0, sizeof(b.ct_pending));
   std::memset(b.mark, 0, sizeof(b.mark));
   std::memset(b.ct_mark, 0, sizeof(b.ct_mark));
   for (uint16_t i = 0; i < b.n_rx; ++i) {
@@ -534,10 +540,19 @@ void track(Worker& w, Burst& b) {
         send_stub(w, *e);  // now ASSURED: the stubs must not be early-dropped either
       }
       if (result != conntrack::TrackResult::kReopen) {
-        b.ct_tuples_pending[i] = conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now,
-                                                            b.rules->packet_fields & rules::packet_field::kCtExpire);
+        if (result == conntrack::TrackResult::kInvalid) [[unlikely]] {
+          b.ct[i] = conntrack::ct_view_invalid();
+          w.counters.ct_invalid.add(1);
+        } else if (b.rules->packet_fields & rules::packet_field::kCtExpire) [[unlikely]] {
+          // the seconds left as this packet left them: a later packet of the
+          // flow in this burst may refresh them
+          conntrack::ct_view_scalars(b.ct[i], table, *e, b.dir[i], result, b.now, true);
+          b.ct_pending[i] = kCtPendingTuples;
+        } else {
+          conntrack::ct_view_snapshot(b.ct[i], *e);
+          b.ct_pending[i] = kCtPendingScalars | kCtPendingTuples;
+        }
         if (b.rules->packet_fields & rules::packet_field::kCtMark) b.ct_mark[i] = e->mark;
-        if (result == conntrack::TrackResult::kInvalid) w.counters.ct_invalid.add(1);
         continue;
       }
       b.flow[i] = nullptr;  // a SYN reopened a closed flow: a new connection
@@ -601,9 +616,12 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
                                                          uint16_t out_port) {
   conntrack::CtView& ct = b.ct[i];
   rules::HookResult& res = w.hook_result;
-  if (b.ct_tuples_pending[i] && (b.rules->packet_fields & rules::packet_field::kCtTuples)) {
-    conntrack::ct_view_tuples(ct, *b.flow[i]);
-    b.ct_tuples_pending[i] = false;
+  if (b.ct_pending[i] != 0) {
+    if (b.ct_pending[i] & kCtPendingScalars) conntrack::ct_view_complete(ct, b.dir[i]);
+    if ((b.ct_pending[i] & kCtPendingTuples) && (b.rules->packet_fields & rules::packet_field::kCtTuples)) {
+      conntrack::ct_view_tuples(ct, *b.flow[i]);
+    }
+    b.ct_pending[i] = 0;
   }
   rules::Packet& p = w.rule_packet;
   const net::PacketMeta& meta = b.meta[i];
@@ -626,7 +644,7 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
   if (res.notrack) {
     b.is_new[i] = false;
     b.ct[i] = conntrack::ct_view_untracked();
-    b.ct_tuples_pending[i] = false;
+    b.ct_pending[i] = 0;
   }
   return &res;
 }
@@ -685,6 +703,7 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 // PREROUTING's half of a known flow's NAT on packet i (none when the flow
 // is not destination-translated in this direction).
 [[gnu::always_inline]] inline void translate_destination(Burst& b, uint16_t i) {
+  if (!conntrack::rewrites_destination(*b.flow[i], b.dir[i])) return;
   const conntrack::Endpoint4 to = conntrack::translated_destination4(*b.flow[i], b.dir[i]);
   translate(b, i, NatSide::kDestination, to.addr, to.port);
 }
@@ -820,7 +839,7 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
       send_stub(w, *e);
     }
   }
-  if (b.flow[i] != nullptr) {
+  if (b.flow[i] != nullptr && conntrack::rewrites_source(*b.flow[i], b.dir[i])) {
     const conntrack::Endpoint4 from = conntrack::translated_source4(*b.flow[i], b.dir[i]);
     translate(b, i, NatSide::kSource, from.addr, from.port);
   }

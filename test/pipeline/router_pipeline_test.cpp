@@ -854,6 +854,33 @@ TEST_CASE("--ctexpire sees the flow's seconds left, which the worker works out o
   CHECK(rule_packets(r, "--ctexpire 20:40") == 1);
 }
 
+TEST_CASE("packets of one flow in one burst each see the state their own turn left: NEW before the reply, ESTABLISHED after") {
+  // The worker tracks a whole burst before any rule reads a packet's view,
+  // and builds most of the view only when a rule does: it must not show a
+  // packet what a later packet of the burst changed. Two hosts behind one
+  // port, so that a datagram and its answer arrive in the same burst.
+  RingRouter r(kStaticNeighbours);
+  load_rules(r, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                "-A FORWARD -p udp -m conntrack --ctstate NEW -j ACCEPT\n"
+                "-A FORWARD -p udp -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n");
+  const MacAddr server_mac{{0x02, 0xbb, 0, 0, 0, 0x07}};
+  r.runtime().router().neighbours->set(kLan, addr("198.18.1.7"), server_mac, route::NeighbourState::kStatic, 0);
+  const Frame query =
+      PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.7").udp(40000, 53).build();
+  const Frame answer =
+      PacketBuilder().eth(server_mac, r.mac(kLan)).ipv4("198.18.1.7", "198.18.1.2").udp(53, 40000).build();
+  r.receive(kLan, query);
+  REQUIRE(r.sent(kLan).size() == 1);
+  r.put(kLan, query);   // still unanswered when it passes: NEW
+  r.put(kLan, answer);  // the reply: ESTABLISHED, and the flow has seen a reply from now on
+  r.put(kLan, query);   // ESTABLISHED
+  r.poll();
+  CHECK(r.sent(kLan).size() == 3);
+  // The kernel, packet by packet: NEW for the first two queries, ESTABLISHED for the rest.
+  CHECK(rule_packets(r, "-A FORWARD -p udp -m conntrack --ctstate NEW -j ACCEPT") == 2);
+  CHECK(rule_packets(r, "-A FORWARD -p udp -m conntrack --ctstate ESTABLISHED -j ACCEPT") == 2);
+}
+
 // Two service addresses DNATed onto one backend tuple, as kube-proxy's
 // ClusterIPs sharing endpoints are.
 const char* kTwoServicesOneBackend =

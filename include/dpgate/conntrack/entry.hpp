@@ -200,6 +200,20 @@ inline Endpoint4 translated_source4(const Entry& e, Direction d) {
   return {e.reply_dst4, icmp ? e.reply_sport : e.reply_dport};
 }
 
+// Whether a packet of direction `d` leaves with another source (destination)
+// than it came with, from the status bits alone: an original packet's
+// source moves under SNAT and its destination under DNAT, a reply's the other
+// way round. Table::insert sets the bits from the tuples (nat_status) and
+// nothing clears them, so these agree with comparing the packet's tuple to
+// translated_source() / translated_destination(), for a test per packet.
+inline bool rewrites_source(const Entry& e, Direction d) {
+  static_assert(status::kDstNat == status::kSrcNat << 1);
+  return (e.status & (status::kSrcNat << static_cast<unsigned>(d))) != 0;
+}
+inline bool rewrites_destination(const Entry& e, Direction d) {
+  return (e.status & (status::kDstNat >> static_cast<unsigned>(d))) != 0;
+}
+
 // The NAT binding the reply tuple implies (status bits kSrcNat / kDstNat say
 // which halves are in use). Addresses and ports in network order.
 struct NatBinding {

@@ -78,6 +78,15 @@ constexpr uint16_t nat_state_bits(uint16_t st) {
                                ((st & status::kDstNat) ? ct_state::kDnat : 0));
 }
 
+// ctinfo of a tracked packet from the flow's status bits: every
+// reply-direction packet is ESTABLISHED, an original-direction one only once
+// the flow has seen a reply.
+constexpr uint16_t tracked_state(uint16_t flow_status, Direction dir) {
+  const bool established = dir == Direction::kReply || (flow_status & status::kSeenReply);
+  return established ? ct_state::kEstablished : ct_state::kNew;
+}
+constexpr uint16_t tracked_state(const Entry& e, Direction dir) { return tracked_state(e.status, dir); }
+
 // The scalars of a packet of flow `e` whose ctinfo gives `state`, but the mark.
 inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state,
                                  uint64_t now, bool with_expire) {
@@ -89,11 +98,21 @@ inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Dire
   v.expire_s = with_expire ? t.seconds_left(e, now) : 0;
 }
 
-// ctinfo of a tracked packet: every reply-direction packet is ESTABLISHED,
-// an original-direction one only once the flow has seen a reply.
-constexpr uint16_t tracked_state(const Entry& e, Direction dir) {
-  const bool established = dir == Direction::kReply || (e.status & status::kSeenReply);
-  return established ? ct_state::kEstablished : ct_state::kNew;
+// ct_view_scalars() without the expiry, in two steps for the data plane:
+// ct_view_snapshot() when the packet is tracked, and ct_view_complete() only
+// when a rule is about to read the view (an established packet usually meets
+// none). The snapshot is what a later packet of the same flow in the burst
+// may change, the status bits, and that the flow is confirmed, which is all
+// walks_nat() reads; the rest follows from the status and the direction.
+inline void ct_view_snapshot(CtView& v, const Entry& e) {
+  v.status = e.status;
+  v.confirmed = true;
+}
+inline void ct_view_complete(CtView& v, Direction dir) {
+  v.state = static_cast<uint16_t>(tracked_state(v.status, dir) | nat_state_bits(v.status));
+  v.dir = dir;
+  v.has_flow = true;
+  v.expire_s = 0;
 }
 
 inline bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,

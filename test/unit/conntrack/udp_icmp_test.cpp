@@ -209,7 +209,7 @@ TEST_CASE("the NEW view before insertion carries the NAT chosen so far") {
   CHECK(ct_view_invalid().state == ct_state::kInvalid);
 }
 
-TEST_CASE("the fast path's view in parts (scalars now, tuples and mark when rules read them) equals ct_view") {
+TEST_CASE("the fast path's view in parts (scalars or a status snapshot now, the rest when rules read them) equals ct_view") {
   Table t(config(16));
   const auto q = udp("198.18.0.1", 5353, "198.19.0.10", 53);
   const auto translated = udp("198.18.2.2", 5353, "198.18.0.1", 5353);  // a DNATed reply tuple
@@ -232,6 +232,22 @@ TEST_CASE("the fast path's view in parts (scalars now, tuples and mark when rule
         parts.mark = e->mark;
       }
       CHECK(same(parts, whole));
+      if (r == TrackResult::kInvalid) continue;
+      // Without --ctexpire: the status snapshot when tracked, the rest when
+      // a rule reads the view, also after the flow's status moved on.
+      CtView lazy = ct_view_invalid();
+      lazy.orig = lazy.reply = parts.orig;
+      ct_view_snapshot(lazy, *e);
+      CHECK(lazy.confirmed);
+      const uint16_t status_then = e->status;
+      e->status |= status::kSeenReply | status::kAssured;
+      ct_view_complete(lazy, d);
+      ct_view_tuples(lazy, *e);
+      lazy.mark = e->mark;
+      e->status = status_then;
+      CtView eager = whole;
+      eager.expire_s = 0;
+      CHECK(same(lazy, eager));
     }
   }
   CtView v;
@@ -241,7 +257,7 @@ TEST_CASE("the fast path's view in parts (scalars now, tuples and mark when rule
   CHECK_FALSE(v.has_flow);
 }
 
-TEST_CASE("translated_destination and translated_source (and their IPv4 forms) are the halves of translated(), for every NAT shape") {
+TEST_CASE("translated_destination and translated_source (and their IPv4 forms) are the halves of translated(), for every NAT shape, applied where rewrites_destination and rewrites_source say") {
   struct Shape {
     net::FiveTuple orig, reply;
   };
@@ -272,6 +288,29 @@ TEST_CASE("translated_destination and translated_source (and their IPv4 forms) a
       CHECK(to4.port == to.port);
       CHECK(from4.addr == whole.src.v4());
       CHECK(from4.port == from.port);
+      // The data plane's sequence: PREROUTING rewrites the destination half,
+      // POSTROUTING the source half, each only where the status bits say the
+      // flow translates it. What leaves is translated(e, d); a half skipped
+      // leaves its address unchanged.
+      net::FiveTuple p = e->tuple(d);
+      const bool icmp = s.orig.proto == 1;
+      if (rewrites_destination(*e, d)) {
+        p.dst = to.addr;
+        (icmp ? p.src_port : p.dst_port) = to.port;
+      } else {
+        CHECK(to.addr == p.dst);
+        if (!icmp) CHECK(to.port == p.dst_port);
+      }
+      if (rewrites_source(*e, d)) {
+        p.src = from.addr;
+        p.src_port = from.port;
+      } else {
+        CHECK(from.addr == p.src);
+      }
+      CHECK(p == whole);
+      const net::FiveTuple in = e->tuple(d);
+      CHECK(rewrites_destination(*e, d) == (whole.dst != in.dst || (!icmp && whole.dst_port != in.dst_port)));
+      CHECK(rewrites_source(*e, d) == (whole.src != in.src || (!icmp && whole.src_port != in.src_port)));
     }
   }
 }
