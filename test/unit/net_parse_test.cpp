@@ -198,6 +198,28 @@ TEST_CASE("martian sources and destinations, by first octet, match RFC 1812's li
   CHECK(parse(PacketBuilder().ipv4("126.255.255.255", "128.0.0.0").tcp(1, 2).build()) == DropReason::kNone);
 }
 
+TEST_CASE("the inline path's martian table sends every martian pair, and only those and octet 255, to the general parser") {
+  unsigned checked = 0;
+  for (uint32_t so = 0; so < 256; ++so) {
+    for (uint32_t d = 0; d < 256; ++d) {
+      for (const uint32_t low : {0x010203u, 0xffffffu}) {
+        const std::string src = std::to_string(so) + ".1.2.3";
+        const std::string dst = format_ipv4(d << 24 | low);
+        const auto f = PacketBuilder().ipv4(src.c_str(), dst.c_str()).udp(1, 2).build();
+        PacketMeta fast, general, probe;
+        const DropReason a = parse_frame(f.data(), static_cast<uint32_t>(f.size()), fast);
+        const DropReason b = parse_any_frame(f.data(), static_cast<uint32_t>(f.size()), general, {});
+        const bool plain = parse_plain_frame(f.data(), static_cast<uint32_t>(f.size()), probe, {});
+        INFO(src << " -> " << dst);
+        REQUIRE(a == b);
+        REQUIRE(plain == (!is_martian_source(so << 24) && !is_martian_destination(d << 24 | low) && d != 255));
+        ++checked;
+      }
+    }
+  }
+  CHECK(checked == 2 * 256 * 256);
+}
+
 TEST_CASE("a TCP data offset below 5 words or past the datagram is rejected") {
   auto f = PacketBuilder().ipv4("198.18.0.5", "198.19.0.10").tcp(1000, 80).build();
   f[14 + 20 + 12] = 0x40;  // 4 words
