@@ -654,9 +654,13 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
 // next run_hook; nullptr when no table of the hook has anything to evaluate
 // for this packet (it accepts and sets nothing: most hooks of an established
 // packet). That test is inline at every call; the evaluation is not.
+// Whether the packet walks nat is walks_nat() of its view, and that is
+// is_new: track() and prerouting() give a packet the NEW, unconfirmed view
+// (ct_view_new) exactly when they mark it new, every other view is
+// confirmed, INVALID or UNTRACKED, and a NOTRACK clears both. One byte
+// read instead of the view's two fields and the test.
 inline const rules::HookResult* run_hook(Worker& w, Burst& b, uint16_t i, rules::Hook hook, uint16_t out_port) {
-  const conntrack::CtView& ct = b.ct[i];
-  if (!b.rules->hook_has_work(hook, rules::walks_nat(ct.state, ct.confirmed))) return nullptr;
+  if (!b.rules->hook_has_work(hook, b.is_new[i])) return nullptr;
   return evaluate_hook(w, b, i, hook, out_port);
 }
 
@@ -740,7 +744,7 @@ void prerouting(Worker& w, Burst& b) {
   // packet costs an established one ~10-20 cycles.
   auto key = [&b](uint32_t i, rules::Program::LookaheadKey& k) {
     const net::PacketMeta& m = b.meta[i];
-    if (b.rx[i] == nullptr || !rules::walks_nat(b.ct[i].state, b.ct[i].confirmed) ||
+    if (b.rx[i] == nullptr || !b.is_new[i] ||  // walks_nat (run_hook)
         m.fragment == net::Fragment::kLater) {
       return false;
     }
