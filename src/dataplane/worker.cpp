@@ -688,28 +688,41 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 }
 
 // Rewrites packet i's destination (PREROUTING's half of NAT) or source
-// (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), when it differs.
-// Inlined: each caller's side is a constant, and the established DNAT path
-// calls it twice a packet.
-[[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, net::be32 addr,
-                                             net::be16 port) {
+// (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), and its
+// parsed tuple with it. Inlined: each caller's side is a constant, and the
+// established DNAT path calls it for every packet.
+[[gnu::always_inline]] inline void rewrite(Burst& b, uint16_t i, NatSide side, net::be32 addr, net::be16 port) {
   net::PacketMeta& meta = b.meta[i];
   const bool icmp = meta.tuple.proto == net::kProtoIcmp;
   net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
   net::be16& have_port = icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
-  if (have_addr.v4() == addr && have_port == port) return;
   nat_rewrite(b.ip[i], meta, side, net::to_host(addr), net::to_host(port));
   std::memcpy(have_addr.bytes.data(), &addr, 4);  // IPv4: the other 12 bytes are zero already
   have_port = port;
   if (side == NatSide::kDestination) b.rx_dst[i] = net::to_host(addr);
 }
 
+// rewrite() when the address or port differs from the packet's: a new
+// connection's chosen binding may leave a half as it was.
+[[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, net::be32 addr,
+                                             net::be16 port) {
+  const net::PacketMeta& meta = b.meta[i];
+  const bool icmp = meta.tuple.proto == net::kProtoIcmp;
+  const net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
+  const net::be16 have_port =
+      icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
+  if (have_addr.v4() == addr && have_port == port) return;
+  rewrite(b, i, side, addr, port);
+}
+
 // PREROUTING's half of a known flow's NAT on packet i (none when the flow
-// is not destination-translated in this direction).
+// is not destination-translated in this direction). When the status bit is
+// set the address or port the packet arrived with differs (nat_status), so
+// no compare.
 [[gnu::always_inline]] inline void translate_destination(Burst& b, uint16_t i) {
   if (!conntrack::rewrites_destination(*b.flow[i], b.dir[i])) return;
   const conntrack::Endpoint4 to = conntrack::translated_destination4(*b.flow[i], b.dir[i]);
-  translate(b, i, NatSide::kDestination, to.addr, to.port);
+  rewrite(b, i, NatSide::kDestination, to.addr, to.port);
 }
 
 // An ICMP error about a translated flow: the outer addresses become what the
@@ -844,6 +857,9 @@ bool postrouting(Worker& w, Burst& b, uint16_t i, const route::NextHop& nh) {
     }
   }
   if (b.flow[i] != nullptr && conntrack::rewrites_source(*b.flow[i], b.dir[i])) {
+    // translate, not rewrite: an echo both DNATed and SNATed got its new
+    // identifier with the destination in PREROUTING, and SNAT may have kept
+    // the address
     const conntrack::Endpoint4 from = conntrack::translated_source4(*b.flow[i], b.dir[i]);
     translate(b, i, NatSide::kSource, from.addr, from.port);
   }
