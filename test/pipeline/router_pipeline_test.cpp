@@ -127,6 +127,14 @@ const char* kStaticNeighbours = R"(neighbours = (
   { address = "198.18.1.2"; mac = "02:cc:00:00:00:02"; port = "lan"; } );
 )";
 
+// A second host behind the LAN port, 198.18.1.7, with a static neighbour
+// entry (a hairpin backend, a server beside the client): its MAC.
+MacAddr add_lan_host(RingRouter& r) {
+  const MacAddr mac{{0x02, 0xbb, 0, 0, 0, 0x07}};
+  r.runtime().router().neighbours->set(kLan, addr("198.18.1.7"), mac, route::NeighbourState::kStatic, 0);
+  return mac;
+}
+
 MacAddr dst_mac(const Frame& f) { MacAddr m; std::memcpy(m.bytes.data(), f.data(), 6); return m; }
 MacAddr src_mac(const Frame& f) { MacAddr m; std::memcpy(m.bytes.data(), f.data() + 6, 6); return m; }
 
@@ -863,8 +871,7 @@ TEST_CASE("packets of one flow in one burst each see the state their own turn le
   load_rules(r, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
                 "-A FORWARD -p udp -m conntrack --ctstate NEW -j ACCEPT\n"
                 "-A FORWARD -p udp -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n");
-  const MacAddr server_mac{{0x02, 0xbb, 0, 0, 0, 0x07}};
-  r.runtime().router().neighbours->set(kLan, addr("198.18.1.7"), server_mac, route::NeighbourState::kStatic, 0);
+  const MacAddr server_mac = add_lan_host(r);
   const Frame query =
       PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.18.1.7").udp(40000, 53).build();
   const Frame answer =
@@ -1624,8 +1631,7 @@ TEST_CASE("hairpin: a client reaching a service whose backend sits behind the sa
   load_rules(r, "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
                 "-A PREROUTING -d 198.19.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.18.1.7:8080\n"
                 "-A POSTROUTING -s 198.18.1.0/24 -d 198.18.1.7/32 -j MASQUERADE\nCOMMIT\n");
-  const MacAddr backend_mac{{0x02, 0xbb, 0, 0, 0, 0x07}};
-  r.runtime().router().neighbours->set(kLan, addr("198.18.1.7"), backend_mac, route::NeighbourState::kStatic, 0);
+  const MacAddr backend_mac = add_lan_host(r);
   r.receive(kLan, client_tcp(r, "198.19.5.5", 40000, 80, 0x02));
   auto out = r.sent(kLan);  // back out of the port it came in on
   REQUIRE(out.size() == 1);
