@@ -654,8 +654,7 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
 // next run_hook; nullptr when no table of the hook has anything to evaluate
 // for this packet (it accepts and sets nothing: most hooks of an established
 // packet). That test is inline at every call; the evaluation is not.
-// Whether the packet walks nat is walks_nat() of its view, and that is
-// is_new: track() and prerouting() give a packet the NEW, unconfirmed view
+// Whether the packet walks nat (walks_nat() of its view) is its is_new byte: track() and prerouting() give a packet the NEW, unconfirmed view
 // (ct_view_new) exactly when they mark it new, every other view is
 // confirmed, INVALID or UNTRACKED, and a NOTRACK clears both. One byte
 // read instead of the view's two fields and the test.
@@ -691,14 +690,24 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 // (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), and its
 // parsed tuple with it. Inlined: each caller's side is a constant, and the
 // established DNAT path calls it for every packet.
+// The address and port of a parsed tuple that NAT's `side` rewrites (ICMP:
+// the identifier, which the parser keeps in src_port either way).
+struct TupleHalf {
+  net::IpAddr& addr;
+  net::be16& port;
+};
+[[gnu::always_inline]] inline TupleHalf tuple_half(net::PacketMeta& meta, NatSide side) {
+  const bool icmp = meta.tuple.proto == net::kProtoIcmp;
+  return {side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src,
+          icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port)};
+}
+
 [[gnu::always_inline]] inline void rewrite(Burst& b, uint16_t i, NatSide side, net::be32 addr, net::be16 port) {
   net::PacketMeta& meta = b.meta[i];
-  const bool icmp = meta.tuple.proto == net::kProtoIcmp;
-  net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
-  net::be16& have_port = icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
   nat_rewrite(b.ip[i], meta, side, net::to_host(addr), net::to_host(port));
-  std::memcpy(have_addr.bytes.data(), &addr, 4);  // IPv4: the other 12 bytes are zero already
-  have_port = port;
+  const TupleHalf have = tuple_half(meta, side);
+  std::memcpy(have.addr.bytes.data(), &addr, 4);  // IPv4: the other 12 bytes are zero already
+  have.port = port;
   if (side == NatSide::kDestination) b.rx_dst[i] = net::to_host(addr);
 }
 
@@ -706,12 +715,8 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
 // connection's chosen binding may leave a half as it was.
 [[gnu::always_inline]] inline void translate(Burst& b, uint16_t i, NatSide side, net::be32 addr,
                                              net::be16 port) {
-  const net::PacketMeta& meta = b.meta[i];
-  const bool icmp = meta.tuple.proto == net::kProtoIcmp;
-  const net::IpAddr& have_addr = side == NatSide::kDestination ? meta.tuple.dst : meta.tuple.src;
-  const net::be16 have_port =
-      icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port);
-  if (have_addr.v4() == addr && have_port == port) return;
+  const TupleHalf have = tuple_half(b.meta[i], side);
+  if (have.addr.v4() == addr && have.port == port) return;
   rewrite(b, i, side, addr, port);
 }
 

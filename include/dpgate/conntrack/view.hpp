@@ -87,17 +87,6 @@ constexpr uint16_t tracked_state(uint16_t flow_status, Direction dir) {
 }
 constexpr uint16_t tracked_state(const Entry& e, Direction dir) { return tracked_state(e.status, dir); }
 
-// The scalars of a packet of flow `e` whose ctinfo gives `state`, but the mark.
-inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state,
-                                 uint64_t now, bool with_expire) {
-  v.state = static_cast<uint16_t>(state | nat_state_bits(e.status));
-  v.status = e.status;
-  v.dir = dir;
-  v.has_flow = true;
-  v.confirmed = true;
-  v.expire_s = with_expire ? t.seconds_left(e, now) : 0;
-}
-
 // ct_view_scalars() without the expiry, in two steps for the data plane:
 // ct_view_snapshot() when the packet is tracked, and ct_view_complete() only
 // when a rule is about to read the view (an established packet usually meets
@@ -108,11 +97,21 @@ inline void ct_view_snapshot(CtView& v, const Entry& e) {
   v.status = e.status;
   v.confirmed = true;
 }
-inline void ct_view_complete(CtView& v, Direction dir) {
-  v.state = static_cast<uint16_t>(tracked_state(v.status, dir) | nat_state_bits(v.status));
+// The rest, for a packet whose ctinfo gives `state` (no expiry).
+inline void ct_view_complete(CtView& v, Direction dir, uint16_t state) {
+  v.state = static_cast<uint16_t>(state | nat_state_bits(v.status));
   v.dir = dir;
   v.has_flow = true;
   v.expire_s = 0;
+}
+inline void ct_view_complete(CtView& v, Direction dir) { ct_view_complete(v, dir, tracked_state(v.status, dir)); }
+
+// The scalars of a packet of flow `e` whose ctinfo gives `state`, but the mark.
+inline void ct_view_fill_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, uint16_t state,
+                                 uint64_t now, bool with_expire) {
+  ct_view_snapshot(v, e);
+  ct_view_complete(v, dir, state);
+  if (with_expire) v.expire_s = t.seconds_left(e, now);
 }
 
 inline bool ct_view_scalars(CtView& v, const Table& t, const Entry& e, Direction dir, TrackResult r, uint64_t now,
