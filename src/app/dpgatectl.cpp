@@ -89,10 +89,11 @@ int cmd_check(const Args& args) {
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   const auto& s = prog->stats();
   std::printf("%s: ok: %zu tables, %zu chains, %zu rules; parsed in %.1f ms, compiled in %.1f ms "
-              "(%u rules in %u hash lookups of at most %u probes, %u in %u classifiers, %u linear)\n",
+              "(%u rules in %u hash lookups of at most %u probes, %u in %u classifiers, %u linear; "
+              "%u option-less port matches tested in the rule header)\n",
               files[0].c_str(), rs.table_count(), rs.chain_count(), rs.rule_count(), ms(t1 - t0),
               ms(t2 - t1), s.hashed_rules, s.hash_segments, s.hash_max_probes, s.classified_rules,
-              s.classifier_segments, s.linear_rules);
+              s.classifier_segments, s.linear_rules, s.header_only_matches);
   return 0;
 }
 

@@ -79,6 +79,19 @@ std::optional<ExactShape> exact_shape(const Rule& r) {
   return ExactShape{with_dst, hash_key(with_dst, r.dst.addr, r.proto, port->dport->lo)};
 }
 
+// True when match `m` of rule `r`, with only comments before it, tests
+// nothing but what the rule's header can: -m tcp or -m udp without an
+// option fails a later fragment and passes everything else (xt_tcp,
+// xt_udp), which is "! -f". The header is tested before the first match, so
+// the match may become that flag only when no match with a side effect
+// (statistic, recent, limit) runs before it. Not under "-f": that rule can
+// match nothing, and keeps its match to say so. kube-proxy's KUBE-SEP DNAT
+// rules (-p tcp -m tcp -j DNAT) then read no match line.
+bool header_only(const Rule& r, const Match& m) {
+  const auto* port = std::get_if<TcpMatch>(&m);
+  return port != nullptr && port->empty() && !(r.fragment && !r.inv_fragment);
+}
+
 // The largest value of each classifier field: src, dst, proto, sport, dport.
 constexpr uint32_t kFieldMax[Program::kFields] = {0xffffffffu, 0xffffffffu, 255, 65535, 65535};
 
@@ -332,8 +345,15 @@ Expected<Program> compile_ruleset(const Ruleset& rs, const CompileOptions& opt) 
         if (r.inv_proto) cr.flags |= Program::kHInvProto;
         if (r.fragment) cr.flags |= Program::kHFrag | (r.inv_fragment ? Program::kHInvFrag : 0);
         cr.match_begin = uint32_t(prog.matches_.size());
+        bool only_comments_before = true;
         for (uint32_t m = 0; m < r.matches.size(); ++m) {
           if (std::holds_alternative<CommentMatch>(r.matches[m])) continue;
+          if (only_comments_before && header_only(r, r.matches[m])) {
+            cr.flags |= Program::kHFrag | Program::kHInvFrag;
+            prog.stats_.header_only_matches++;
+            continue;
+          }
+          only_comments_before = false;
           Program::CompiledMatch& cm = prog.matches_.emplace_back();
           cm.index = uint16_t(m);
           const auto* tcp = std::get_if<TcpMatch>(&r.matches[m]);

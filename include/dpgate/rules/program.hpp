@@ -98,6 +98,7 @@ class Program {
     uint32_t linear_rules = 0;
     uint32_t string_guarded_rules = 0;  // classified rules a scan can rule out
     uint32_t string_guarded_segments = 0;  // classifier segments of guarded rules only
+    uint32_t header_only_matches = 0;  // option-less -m tcp / -m udp, tested as the header's "! -f"
   };
   const Stats& stats() const { return stats_; }
 

@@ -566,3 +566,41 @@ TEST_CASE("a hashed run spreads keys that differ only in the address's first oct
   CHECK(r.matched[0] == 116);
   CHECK(r.matched[1] == 200);
 }
+
+TEST_CASE("an option-less -m tcp is the header's '! -f': a later fragment misses, side effects before it still run") {
+  // kube-proxy's KUBE-SEP DNAT rule: the match is folded into the header.
+  auto sep = Both::make(
+      "*nat\n:SEP - [0:0]\n-A PREROUTING -j SEP\n"
+      "-A SEP -p tcp -m comment --comment \"ns/svc:tcp\" -m tcp -j DNAT --to-destination 198.18.1.1:8080\n"
+      "COMMIT\n");
+  CHECK(sep.prog.stats().header_only_matches == 1);
+  Packet p = tcp(kClient, kVip, 80);
+  p.ct_state = ct_state::kNew;
+  CHECK(sep.run(Hook::kPrerouting, p).has_dnat);
+  p.fragment = true;
+  CHECK_FALSE(sep.run(Hook::kPrerouting, p).has_dnat);
+
+  // With a port, after a statistic match, or under -f it stays a match.
+  auto kept = Both::make(
+      "*filter\n:FORWARD DROP [0:0]\n"
+      "-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\n"
+      "-A FORWARD -p tcp -m statistic --mode nth --every 2 --packet 0 -m tcp -j ACCEPT\n"
+      "-A FORWARD -p tcp -f -m tcp -j ACCEPT\n"
+      "-A FORWARD -p udp ! -f -m udp -j ACCEPT\n"
+      "COMMIT\n");
+  CHECK(kept.prog.stats().header_only_matches == 1);  // the last rule's only
+  // The nth counter counts the fragment before -m tcp fails it, on both
+  // sides: after a fragment, the next packet gets the other verdict than
+  // it gets first.
+  Packet q = tcp(kClient, kVip, 81);
+  Packet fragment = q;
+  fragment.fragment = true;
+  const Interpreter interp(kept.rs);
+  SimpleMatchState ia(1), pa(1), ib(1), pb(1);
+  REQUIRE(interp.evaluate(Hook::kForward, fragment, ia) == kept.prog.evaluate(Hook::kForward, fragment, pa));
+  const HookResult after = interp.evaluate(Hook::kForward, q, ia);
+  CHECK(kept.prog.evaluate(Hook::kForward, q, pa) == after);
+  const HookResult first = interp.evaluate(Hook::kForward, q, ib);
+  CHECK(kept.prog.evaluate(Hook::kForward, q, pb) == first);
+  CHECK(after.action != first.action);
+}
