@@ -748,20 +748,41 @@ void Program::huge_deallocate(void* p, size_t bytes, size_t align) {
   }
 }
 
-bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, PayloadScan& scan) const {
-  const CompiledRule& r = rules_[ri];
-  if ((((p.src & r.src_mask) == r.src) == bool(r.flags & kHInvSrc)) && (r.src_mask || (r.flags & kHInvSrc))) return false;
-  if ((((p.dst & r.dst_mask) == r.dst) == bool(r.flags & kHInvDst)) && (r.dst_mask || (r.flags & kHInvDst))) return false;
-  if (r.flags & (kHIn | kHOut)) [[unlikely]] {
-    const Ifaces& f = ifaces_[r.iface];
-    if ((r.flags & kHIn) && iface_hit(p.in_iface, f.in, f.in_len, r.flags & kHInPrefix) == bool(r.flags & kHInvIn)) {
-      return false;
-    }
-    if ((r.flags & kHOut) &&
-        iface_hit(p.out_iface, f.out, f.out_len, r.flags & kHOutPrefix) == bool(r.flags & kHInvOut)) {
-      return false;
+// The rare half of rule_matches, out of line: -i / -o and the cold
+// matches (string, conntrack beyond --ctstate, limit, ...). False when the
+// rule fails there.
+bool Program::ifaces_match(const CompiledRule& r, const Packet& p) const {
+  const Ifaces& f = ifaces_[r.iface];
+  if ((r.flags & kHIn) && iface_hit(p.in_iface, f.in, f.in_len, r.flags & kHInPrefix) == bool(r.flags & kHInvIn)) {
+    return false;
+  }
+  return !((r.flags & kHOut) &&
+           iface_hit(p.out_iface, f.out, f.out_len, r.flags & kHOutPrefix) == bool(r.flags & kHInvOut));
+}
+
+bool Program::cold_match(uint32_t ri, const CompiledMatch& m, const Packet& p, MatchState& st,
+                         PayloadScan& scan) const {
+  const ColdMatch& cm = cold_matches_[m.cold];
+  if (cm.pattern != kNone) {
+    if (const uint64_t* found = scanned(scan, p, st)) {
+      const bool hit = (found[cm.pattern / 64] >> (cm.pattern % 64)) & 1;
+      return hit != std::get<StringMatch>(cm.match).inv;
     }
   }
+  return eval::match_one(cm.match, eval::MatchCtx{p, st, ri, cm.index});
+}
+
+// Inline in walk_table() and find_in_segment(), its two callers: a rule is
+// a handful of compares, and the call cost as much (six registers saved
+// and restored for the cold matches' sake, which now live out of line).
+[[gnu::always_inline]] inline bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st,
+                                                         PayloadScan& scan) const {
+  const CompiledRule& r = rules_[ri];
+  // ip_packet_match: a rule without -s has mask 0 and address 0, which every
+  // source passes (and "! -s 0/0" none).
+  if (((p.src & r.src_mask) == r.src) == bool(r.flags & kHInvSrc)) return false;
+  if (((p.dst & r.dst_mask) == r.dst) == bool(r.flags & kHInvDst)) return false;
+  if ((r.flags & (kHIn | kHOut)) && !ifaces_match(r, p)) [[unlikely]] return false;
   if (r.proto != 0 && (p.proto == r.proto) == bool(r.flags & kHInvProto)) return false;
   if ((r.flags & kHFrag) && p.fragment == bool(r.flags & kHInvFrag)) return false;
   const CompiledMatch* m = matches_.data() + r.match_begin;
@@ -784,17 +805,9 @@ bool Program::rule_matches(uint32_t ri, const Packet& p, MatchState& st, Payload
         if (((p.ct_state & m->data.ct_states) != 0) == m->inv) return false;
         continue;
       case MatchKind::kCold:
-        break;
-    }
-    const ColdMatch& cm = cold_matches_[m->cold];
-    if (cm.pattern != kNone) {
-      if (const uint64_t* found = scanned(scan, p, st)) {
-        const bool hit = (found[cm.pattern / 64] >> (cm.pattern % 64)) & 1;
-        if (hit == std::get<StringMatch>(cm.match).inv) return false;
+        if (!cold_match(ri, *m, p, st, scan)) return false;
         continue;
-      }
     }
-    if (!eval::match_one(cm.match, eval::MatchCtx{p, st, ri, cm.index})) return false;
   }
   return true;
 }

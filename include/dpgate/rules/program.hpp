@@ -299,6 +299,9 @@ class Program {
   uint32_t find_in_segment(const Segment& s, uint32_t from, const Packet& p, MatchState& st,
                            PayloadScan& scan) const;
   bool rule_matches(uint32_t r, const Packet& p, MatchState& st, PayloadScan& scan) const;
+  [[gnu::noinline]] bool ifaces_match(const CompiledRule& r, const Packet& p) const;
+  [[gnu::noinline]] bool cold_match(uint32_t r, const CompiledMatch& m, const Packet& p, MatchState& st,
+                                    PayloadScan& scan) const;
   void prune_by_scan(const Segment& s, const Classifier& cl, const uint64_t* found, uint32_t w0,
                      uint64_t* cand) const;
   bool patterns_found(const Classifier& cl, const Packet& p, MatchState& st, PayloadScan& scan) const;
