@@ -950,13 +950,17 @@ void Program::prefetch_jumps(Hook hook, const LookaheadKey& k) const {
   for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
     const HashSlot* e = find_slot(hi, key);
     if (e == nullptr || e->chain == kNone) return;
-    constexpr uint32_t kRules = 4, kLines = 2;
+    constexpr uint32_t kRules = 4;
     const uint32_t rule_end = std::min(e->rule_end, e->rule_begin + kRules);
     for (uint32_t r = e->rule_begin; r < rule_end; ++r) {
       const CompiledTarget& t = rules_[r].target;
       if (t.kind != TargetKind::kJump && t.kind != TargetKind::kGoto) continue;
-      const uint32_t end = std::min(t.data.jump.rule_end, t.data.jump.rule_begin + kLines);
-      for (uint32_t j = t.data.jump.rule_begin; j < end; ++j) __builtin_prefetch(&rules_[j]);
+      const JumpData& j = t.data.jump;
+      if (j.rule_begin == j.rule_end) continue;
+      // Its first line, and its second, or the first again: no loop.
+      const CompiledRule* first = rules_.data() + j.rule_begin;
+      __builtin_prefetch(first);
+      __builtin_prefetch(first + (j.rule_end - j.rule_begin > 1 ? 1 : 0));
     }
   });
 }
