@@ -654,7 +654,8 @@ void log_packet(Worker& w, rte_mbuf* m, uint16_t l2_len, uint16_t in_port, rules
 // next run_hook; nullptr when no table of the hook has anything to evaluate
 // for this packet (it accepts and sets nothing: most hooks of an established
 // packet). That test is inline at every call; the evaluation is not.
-// Whether the packet walks nat (walks_nat() of its view) is its is_new byte: track() and prerouting() give a packet the NEW, unconfirmed view
+// Whether the packet walks nat (walks_nat() of its view) is its is_new
+// byte: track() and prerouting() give a packet the NEW, unconfirmed view
 // (ct_view_new) exactly when they mark it new, every other view is
 // confirmed, INVALID or UNTRACKED, and a NOTRACK clears both. One byte
 // read instead of the view's two fields and the test.
@@ -686,10 +687,6 @@ void refuse(Worker& w, Burst& b, uint16_t i, const rules::HookResult& res) {
   drop(w, m, DropReason::kRuleReject);
 }
 
-// Rewrites packet i's destination (PREROUTING's half of NAT) or source
-// (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), and its
-// parsed tuple with it. Inlined: each caller's side is a constant, and the
-// established DNAT path calls it for every packet.
 // The address and port of a parsed tuple that NAT's `side` rewrites (ICMP:
 // the identifier, which the parser keeps in src_port either way).
 struct TupleHalf {
@@ -702,6 +699,10 @@ struct TupleHalf {
           icmp ? meta.tuple.src_port : (side == NatSide::kDestination ? meta.tuple.dst_port : meta.tuple.src_port)};
 }
 
+// Rewrites packet i's destination (PREROUTING's half of NAT) or source
+// (POSTROUTING's half) to `addr` and `port` (ICMP: the identifier), and its
+// parsed tuple with it. Inlined: each caller's side is a constant, and the
+// established DNAT path calls it for every packet.
 [[gnu::always_inline]] inline void rewrite(Burst& b, uint16_t i, NatSide side, net::be32 addr, net::be16 port) {
   net::PacketMeta& meta = b.meta[i];
   nat_rewrite(b.ip[i], meta, side, net::to_host(addr), net::to_host(port));
