@@ -147,6 +147,12 @@ int run(const dpgate::control::Config& config) {
   if (config.pdump && rte_pdump_init() != 0) {
     log_event(RTE_LOG_WARNING, "warning: packet capture (rte_pdump) unavailable: it needs the EAL's shared "
                                "config (run without --no-shconf/--in-memory)");
+  } else if (config.pdump) {
+    for (const auto& port : config.ports) {
+      if (auto problem = dpgate::control::capture_attach_problem(port); !problem.empty()) {
+        log_event(RTE_LOG_WARNING, "warning: %s", problem.c_str());
+      }
+    }
   }
   for (size_t i = 0; i < runtime.workers().size(); ++i) {
     auto& w = *runtime.workers()[i];

@@ -365,4 +365,19 @@ std::variant<Config, ConfigError> load_config_text(const std::string& text, cons
   return load_with([&](libconfig::Config& lc) { lc.readString(text); }, name);
 }
 
+std::string capture_attach_problem(const PortConfig& port) {
+  constexpr size_t kPcapArgsKept = 63;  // net_pcap's ETH_PCAP_ARG_MAXLEN, less its NUL
+  const std::string_view device = port.device;
+  const size_t comma = device.find(',');
+  if (comma == std::string_view::npos) return "";
+  const std::string_view driver = device.substr(0, comma);
+  if (driver.rfind("net_pcap", 0) != 0 && driver.rfind("eth_pcap", 0) != 0) return "";
+  const std::string_view args = device.substr(comma + 1);
+  if (args.size() <= kPcapArgsKept) return "";
+  return "port " + port.name + ": net_pcap passes secondary processes (dpdk-dumpcap) only the first " +
+         std::to_string(kPcapArgsKept) + " characters of its arguments, and these have " +
+         std::to_string(args.size()) + ": capture cannot attach; shorten the pcap paths (relative to "
+         "dpgate's working directory)";
+}
+
 }  // namespace dpgate::control

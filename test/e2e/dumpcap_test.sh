@@ -10,8 +10,6 @@ build=$(cd "$1" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/test/e2e/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "needs root"; exit 77; }
-# No dot in the path: the secondary process re-parses the pcap devargs and
-# misreads a directory name with a dot in it.
 work="/tmp/dpgdc$$"
 mkdir -p "$work"
 prefix="dpgdc$$"
@@ -48,16 +46,22 @@ tx_descriptors = 256;
 mbuf_pool_size = 4095;
 idle_sleep_us = 50;
 ports = (
-  { name = "lan"; device = "net_pcap0,rx_pcap=$work/in.pcap,tx_pcap=$work/out.pcap,infinite_rx=1"; addresses = [ "198.18.1.1/24" ]; }
+  { name = "lan"; device = "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap,infinite_rx=1"; addresses = [ "198.18.1.1/24" ]; }
 );
 neighbours = ( { address = "198.18.1.2"; mac = "02:cc:00:00:00:02"; port = "lan"; } );
 control = { socket = "$work/dpgate.sock"; metrics = ""; };
 CONF
+# The pcap paths are relative to the working directory both processes share:
+# net_pcap hands dpdk-dumpcap only the first 63 characters of its arguments.
+# Two absolute paths under /tmp/dpgdcPID did not fit: with a 3-digit PID the
+# cut fell inside "infinite_rx" and dpdk-dumpcap found no port.
+cd "$work"
 "$build/dpgate" -l 0-1 --no-pci --huge-dir "$work/huge" -m 256 --file-prefix "$prefix" --log-level=lib.eal:error \
   -- -c "$work/dc.conf" >"$work/dpgate.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do grep -qs "dpgate: running" "$work/dpgate.log" && break; sleep 0.1; done
 check "dpgate runs as a primary process on hugepages with a file prefix" grep -q "dpgate: running" "$work/dpgate.log"
+check "and sees nothing that would keep a capture from attaching" bash -c "! grep -q 'capture cannot attach' $work/dpgate.log"
 sleep 2
 timeout 20 dpdk-dumpcap --file-prefix "$prefix" -i 0 -c 40 -w "$work/capture.pcapng" >"$work/dumpcap.txt" 2>&1 || true
 cat "$work/dumpcap.txt" | tail -12

@@ -160,3 +160,24 @@ TEST_CASE("a missing file is reported as such") {
   REQUIRE(std::holds_alternative<ConfigError>(r));
   CHECK_THAT(std::get<ConfigError>(r).to_string(), Catch::Contains("/nonexistent/dpgate.conf: cannot read"));
 }
+
+TEST_CASE("a net_pcap port whose arguments secondary processes would see cut is named") {
+  auto port = [](const std::string& device) {
+    PortConfig p;
+    p.name = "lan";
+    p.device = device;
+    return p;
+  };
+  // 63 characters of arguments reach dpdk-dumpcap whole; 64 do not.
+  const std::string args63 = "rx_pcap=in.pcap,tx_pcap=" + std::string(34, 'o') + ".pcap";
+  REQUIRE(args63.size() == 63);
+  CHECK(capture_attach_problem(port("net_pcap0," + args63)).empty());
+  const std::string problem = capture_attach_problem(port("net_pcap0," + args63 + "x"));
+  CHECK_THAT(problem, Catch::StartsWith("port lan: ") && Catch::Contains("only the first 63 characters") &&
+                          Catch::Contains("these have 64"));
+  // The driver's alias too; other drivers keep their whole arguments.
+  CHECK_FALSE(capture_attach_problem(port("eth_pcap1," + args63 + "x")).empty());
+  CHECK(capture_attach_problem(port("net_af_packet0,iface=" + std::string(80, 'v'))).empty());
+  CHECK(capture_attach_problem(port("0000:01:00.0")).empty());
+  CHECK(capture_attach_problem(port("net_pcap0")).empty());
+}

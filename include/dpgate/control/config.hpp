@@ -92,4 +92,10 @@ std::variant<Config, ConfigError> load_config_file(const std::string& path);
 std::variant<Config, ConfigError> load_config_text(const std::string& text,
                                                    const std::string& name = "<text>");
 
+// Why a secondary process (dpdk-dumpcap) cannot attach to this port, or "".
+// DPDK 22.11's net_pcap keeps only the first 63 characters of its arguments
+// for secondary processes, which re-open the files from that copy: a longer
+// "rx_pcap=...,tx_pcap=..." reaches them cut, and their probe fails.
+std::string capture_attach_problem(const PortConfig& port);
+
 }  // namespace dpgate::control
