@@ -793,11 +793,7 @@ void prerouting(Worker& w, Burst& b) {
   bool any_new = false;
   for (uint16_t i = 0; i < b.n_rx; ++i) any_new |= b.is_new[i];
   if (any_new) {
-    // The worker's rule counters too: at 10 000 services a new connection
-    // adds to three that lie in random lines of a few megabytes.
-    const rules::Program::RuleRows counters{reinterpret_cast<const std::byte*>(b.rules->counters[w.queue].get()),
-                                            sizeof(RuleCounter)};
-    b.rules->program.with_lookahead(rules::Hook::kPrerouting, b.n_rx, counters, key, visit);
+    b.rules->program.with_lookahead(rules::Hook::kPrerouting, b.n_rx, key, visit);
     // A new flow's reply tuple is final now unless SNAT moves it: POSTROUTING
     // asks whether it is taken (the null binding, SNAT's port choice) and
     // inserts it. Its index line is a random miss, one per connection,

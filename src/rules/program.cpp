@@ -890,9 +890,8 @@ void Program::evaluate(Hook hook, Packet& packet, MatchState& state, HookResult&
 
 void Program::evaluate_burst(Hook hook, Packet* packets, HookResult* results, uint32_t count,
                              MatchState& state) const {
-  static const std::byte no_rows{};
   with_lookahead(
-      hook, count, RuleRows{&no_rows, 0},
+      hook, count,
       [&](uint32_t i, LookaheadKey& k) {
         k = lookahead_key(packets[i]);
         return !packets[i].fragment;  // a fragment skips hash segments
@@ -924,25 +923,19 @@ void Program::prefetch_slots(Hook hook, const LookaheadKey& k) const {
   });
 }
 
-void Program::prefetch_targets(Hook hook, const LookaheadKey& k, RuleRows rows) const {
-  for_each_lookahead(hook, k, [this, rows](const HashIndex& hi, uint64_t key) {
+void Program::prefetch_targets(Hook hook, const LookaheadKey& k) const {
+  for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
     const HashSlot* e = find_slot(hi, key);
     if (e == nullptr) return;
-    rows.prefetch(e->rule);  // the hashed rule matches
     if (e->chain == kNone) {
       __builtin_prefetch(&rules_[e->rule]);
       return;
     }
     // The chain's first rules and their matches (kube-proxy's KUBE-SVC
-    // chain: a line per rule, two matches a line) and its first cold match;
-    // the rows of those rules (a few to a line), one of which matches.
+    // chain: a line per rule, two matches a line) and its first cold match.
     constexpr uint32_t kRules = 4, kMatches = 8;
     const uint32_t rule_end = std::min(e->rule_end, e->rule_begin + kRules);
     for (uint32_t r = e->rule_begin; r < rule_end; ++r) __builtin_prefetch(&rules_[r]);
-    if (e->rule_begin < rule_end) {
-      rows.prefetch(e->rule_begin);
-      rows.prefetch(rule_end - 1);
-    }
     const uint32_t match_end = std::min(e->match_begin + kMatches, uint32_t(matches_.size()));
     for (uint32_t m = e->match_begin; m < match_end; m += 2) __builtin_prefetch(&matches_[m]);
     if (e->cold_begin != kNone) __builtin_prefetch(&cold_matches_[e->cold_begin]);
@@ -952,10 +945,9 @@ void Program::prefetch_targets(Hook hook, const LookaheadKey& k, RuleRows rows) 
 // Stage 3: the chains the slot's chain jumps to from its first rules (the
 // KUBE-SEP chains of a KUBE-SVC chain, one per endpoint: which of them the
 // statistic match picks is known only in the walk). Their first two rules,
-// one line each: the endpoint's masquerade test and its DNAT; and the row
-// of the second, the DNAT that matches.
-void Program::prefetch_jumps(Hook hook, const LookaheadKey& k, RuleRows rows) const {
-  for_each_lookahead(hook, k, [this, rows](const HashIndex& hi, uint64_t key) {
+// one line each: the endpoint's masquerade test and its DNAT.
+void Program::prefetch_jumps(Hook hook, const LookaheadKey& k) const {
+  for_each_lookahead(hook, k, [this](const HashIndex& hi, uint64_t key) {
     const HashSlot* e = find_slot(hi, key);
     if (e == nullptr || e->chain == kNone) return;
     constexpr uint32_t kRules = 4;
@@ -967,10 +959,8 @@ void Program::prefetch_jumps(Hook hook, const LookaheadKey& k, RuleRows rows) co
       if (j.rule_begin == j.rule_end) continue;
       // Its first line, and its second, or the first again: no loop.
       const CompiledRule* first = rules_.data() + j.rule_begin;
-      const uint32_t second = j.rule_begin + (j.rule_end - j.rule_begin > 1 ? 1 : 0);
       __builtin_prefetch(first);
-      __builtin_prefetch(rules_.data() + second);
-      rows.prefetch(second);
+      __builtin_prefetch(first + (j.rule_end - j.rule_begin > 1 ? 1 : 0));
     }
   });
 }

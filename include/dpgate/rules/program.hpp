@@ -11,7 +11,6 @@
 #pragma once
 
 #include <array>
-#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -58,26 +57,16 @@ class Program {
   static LookaheadKey lookahead_key(const Packet& p) {
     return {p.dst, p.dport, p.proto, walks_nat(p.ct_state, p.ct_confirmed)};
   }
-  // An array the caller keeps beside the Program, one entry per rule id
-  // (the worker's rule counters, which a matched rule adds to): stages 2
-  // and 3 also fetch the entries of the rules they fetch that the walk is
-  // likely to match, for writing. A caller without rows passes one byte of
-  // its own and stride 0.
-  struct RuleRows {
-    const std::byte* base = nullptr;
-    uint32_t stride = 0;
-    void prefetch(uint32_t rule) const { __builtin_prefetch(base + size_t(rule) * stride, 1); }
-  };
   void prefetch_slots(Hook hook, const LookaheadKey& k) const;
-  void prefetch_targets(Hook hook, const LookaheadKey& k, RuleRows rows) const;
-  void prefetch_jumps(Hook hook, const LookaheadKey& k, RuleRows rows) const;
+  void prefetch_targets(Hook hook, const LookaheadKey& k) const;
+  void prefetch_jumps(Hook hook, const LookaheadKey& k) const;
   static constexpr uint32_t kLookahead = 2;  // hash segments per hook
   // Runs visit(i) for i = 0 .. count - 1 in order, stage 1 of item i + 8,
   // stage 2 of item i + 4 and stage 3 of item i + 2 issued before it: each
   // prefetch has a few items' work to arrive in. key(i, k) fills item i's
   // key, false when item i evaluates nothing.
   template <class KeyFn, class VisitFn>
-  void with_lookahead(Hook hook, uint32_t count, RuleRows rows, KeyFn&& key, VisitFn&& visit) const {
+  void with_lookahead(Hook hook, uint32_t count, KeyFn&& key, VisitFn&& visit) const {
     constexpr uint32_t kSlotsAhead = 8, kTargetsAhead = 4, kJumpsAhead = 2;
     if (lookahead_[size_t(hook)][0].segment == kNone) {
       for (uint32_t i = 0; i < count; ++i) visit(i);
@@ -88,15 +77,15 @@ class Program {
       if (key(i, k)) prefetch_slots(hook, k);
     }
     for (uint32_t i = 0; i < count && i < kTargetsAhead; ++i) {
-      if (key(i, k)) prefetch_targets(hook, k, rows);
+      if (key(i, k)) prefetch_targets(hook, k);
     }
     for (uint32_t i = 0; i < count && i < kJumpsAhead; ++i) {
-      if (key(i, k)) prefetch_jumps(hook, k, rows);
+      if (key(i, k)) prefetch_jumps(hook, k);
     }
     for (uint32_t i = 0; i < count; ++i) {
       if (i + kSlotsAhead < count && key(i + kSlotsAhead, k)) prefetch_slots(hook, k);
-      if (i + kTargetsAhead < count && key(i + kTargetsAhead, k)) prefetch_targets(hook, k, rows);
-      if (i + kJumpsAhead < count && key(i + kJumpsAhead, k)) prefetch_jumps(hook, k, rows);
+      if (i + kTargetsAhead < count && key(i + kTargetsAhead, k)) prefetch_targets(hook, k);
+      if (i + kJumpsAhead < count && key(i + kJumpsAhead, k)) prefetch_jumps(hook, k);
       visit(i);
     }
   }
