@@ -144,10 +144,11 @@ int run(const dpgate::control::Config& config) {
   }
   g_runtime = &runtime;
   if (config.telemetry) register_telemetry();
-  if (config.pdump && rte_pdump_init() != 0) {
-    log_event(RTE_LOG_WARNING, "warning: packet capture (rte_pdump) unavailable: it needs the EAL's shared "
-                               "config (run without --no-shconf/--in-memory)");
-  } else if (config.pdump) {
+  if (config.pdump) {
+    if (rte_pdump_init() != 0) {
+      log_event(RTE_LOG_WARNING, "warning: packet capture (rte_pdump) unavailable: it needs the EAL's shared "
+                                 "config (run without --no-shconf/--in-memory)");
+    }
     for (const auto& port : config.ports) {
       if (auto problem = dpgate::control::capture_attach_problem(port); !problem.empty()) {
         log_event(RTE_LOG_WARNING, "warning: %s", problem.c_str());
