@@ -60,11 +60,15 @@ topo_down() {
 }
 
 # topo_start_dpgate BINARY CONFIG LOG [EAL args...]: starts dpgate inside the
-# router namespace and waits until it reports it is running.
+# router namespace and waits until it reports it is running. Its memory
+# options are the array DPGATE_MEMORY when set (a capture test's hugepages and
+# shared config), else no hugepages and no shared config.
 topo_start_dpgate() {
   local bin=$1 conf=$2 log=$3
   shift 3
-  ip netns exec "$(topo_ns r)" "$bin" --no-huge --no-pci -m 512 --no-shconf \
+  local memory=(--no-huge -m 512 --no-shconf)
+  [ -z "${DPGATE_MEMORY+set}" ] || memory=("${DPGATE_MEMORY[@]}")
+  ip netns exec "$(topo_ns r)" "$bin" "${memory[@]}" --no-pci \
     --file-prefix "${TOPO}" --log-level=lib.eal:error "$@" -- -c "$conf" >"$log" 2>&1 &
   DPGATE_PID=$!
   local i

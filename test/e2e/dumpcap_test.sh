@@ -15,14 +15,12 @@ source "$root/test/e2e/lib.sh"
 require_root_and_netns
 e2e_begin dpgdc
 C=$(topo_ns c) R=$(topo_ns r)
-prefix=$TOPO
 old_pages=$(cat /proc/sys/vm/nr_hugepages)
-pid=
+# dpgate holds the hugepages: stopped before they are unmounted and given back.
 cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  topo_stop_dpgate
   umount "$work/huge" 2>/dev/null || true
   echo "$old_pages" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-  rm -rf "/var/run/dpdk/${prefix}w"
   if [ -n "${KEEP:-}" ]; then topo_down; else e2e_end; fi
 }
 trap cleanup EXIT INT TERM
@@ -41,10 +39,6 @@ ports = (
 control = { socket = "$work/dpgate.sock"; metrics = ""; };
 CONF
 }
-# wait_running LOG: up to 10 s for dpgate's "running" line.
-wait_running() {
-  for _ in $(seq 1 100); do grep -qs "dpgate: running" "$1" && break; sleep 0.1; done
-}
 
 # A net_pcap port whose arguments are longer than the 63 characters net_pcap
 # hands dpdk-dumpcap: dpgate says at start-up that a capture cannot attach (no
@@ -60,15 +54,10 @@ req = pf.ipv4("198.18.1.2", "198.18.1.1", 1, pf.icmp(8, 0, b"\0\7\0\1", b"captur
 pf.write_pcap(sys.argv[1], [pf.eth(bytes.fromhex("027063617000"), pf.CLIENT_MAC, req)])
 PY
 write_conf "net_pcap0,rx_pcap=$long/in.pcap,tx_pcap=$long/out.pcap" >"$work/long.conf"
-"$build/dpgate" -l 0-1 --no-pci --no-huge -m 256 --file-prefix "${prefix}w" --log-level=lib.eal:error \
-  -- -c "$work/long.conf" >"$work/long.log" 2>&1 &
-pid=$!
-wait_running "$work/long.log"
+topo_start_dpgate "$build/dpgate" "$work/long.conf" "$work/long.log" -l 0-1
 check "dpgate warns that dpdk-dumpcap cannot attach to a port with long pcap arguments" \
   grep -q "port lan: net_pcap passes secondary processes (dpdk-dumpcap) only the first 63 characters" "$work/long.log"
-kill -TERM "$pid"
-wait "$pid" || true
-pid=
+topo_stop_dpgate
 
 mkdir "$work/huge"
 echo $((old_pages + 256)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
@@ -90,10 +79,8 @@ fi
 #   preempted there with a burst in hand crashed in rte_pcapng_copy (seen
 #   here with both cores busy; DPDK fixed it after 22.11, with a use count).
 write_conf "net_af_packet0,iface=lan0" >"$work/dc.conf"
-ip netns exec "$R" "$build/dpgate" -l 0-1 --no-pci --huge-dir "$work/huge" -m 256 --file-prefix "$prefix" \
-  --log-level=lib.eal:error -- -c "$work/dc.conf" >"$work/dpgate.log" 2>&1 &
-pid=$!
-wait_running "$work/dpgate.log"
+DPGATE_MEMORY=(--huge-dir "$work/huge" -m 256)
+topo_start_dpgate "$build/dpgate" "$work/dc.conf" "$work/dpgate.log" -l 0-1
 check "dpgate runs as a primary process on hugepages with a file prefix" grep -q "dpgate: running" "$work/dpgate.log"
 check "and sees nothing that would keep a capture from attaching" bash -c "! grep -q 'capture cannot attach' $work/dpgate.log"
 ip netns exec "$C" ping -i 0.05 -c 600 -W 1 198.18.1.1 >"$work/ping.txt" 2>&1 &
@@ -101,7 +88,7 @@ ping_pid=$!
 # capture NAME COUNT [FILTER]: COUNT packets (or the first burst past it) into
 # NAME.pcapng, waiting at most 20 s.
 capture() {
-  timeout 20 ip netns exec "$R" dpdk-dumpcap --file-prefix "$prefix" -i 0 -c "$2" ${3:+-f "$3"} \
+  timeout 20 ip netns exec "$R" dpdk-dumpcap --file-prefix "$TOPO" -i 0 -c "$2" ${3:+-f "$3"} \
     -w "$work/$1.pcapng" >"$work/$1.txt" 2>&1 || true
   tail -3 "$work/$1.txt"
 }
@@ -123,8 +110,6 @@ wait "$ping_pid" || true
 # ping stops at SIGINT without waiting for the reply to its last request.
 check "the client's pings were answered while captures came and went" \
   awk '/packets transmitted/ {sent = $1; got = $4} END {exit !(got > 0 && sent - got <= 1)}' "$work/ping.txt"
-kill -TERM "$pid"
-wait "$pid" || true
-pid=
+topo_stop_dpgate
 check "dpgate stopped cleanly after the captures" grep -q "final counters" "$work/dpgate.log"
 e2e_finish
