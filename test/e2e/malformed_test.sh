@@ -19,7 +19,7 @@ work=$(mktemp -d)
 pid=
 cleanup() {
   if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  rm -rf "$work" "/var/run/dpdk/dpgmal$$"  # the EAL makes it even with --no-shconf
 }
 trap cleanup EXIT INT TERM
 
