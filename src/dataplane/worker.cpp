@@ -103,13 +103,6 @@ struct Burst {
   uint32_t originated_dst[kMaxBurst];
   uint16_t originated_ct_state[kMaxBurst];
   uint32_t originated_next_hop[kMaxBurst];
-
-  // The neighbour send() looked up last: a burst's packets mostly share a
-  // next hop (the gateway), so one lookup serves each run of them.
-  uint16_t neighbour_port = kNoPort;
-  uint32_t neighbour_ip = 0;
-  std::optional<route::NeighbourState> neighbour_state;  // none: not resolved
-  uint8_t neighbour_l2[12];  // its MAC, then the port's: the frame's first 12 bytes
 };
 
 uint8_t* frame_of(rte_mbuf* m) { return rte_pktmbuf_mtod(m, uint8_t*); }
@@ -232,7 +225,18 @@ void untranslate_reply(const Burst& b, uint16_t i, rte_mbuf* reply) {
   }
 }
 
+// Packet i's meta in full. A burst without rules parsed only its routing
+// fields (MetaFill::kRouting); the paths that answer or quote a packet read
+// the rest, rarely enough to parse the frame again. Its bytes are still as
+// received: decide() sends errors and delivers before it changes a header.
+void complete_meta(Burst& b, uint16_t i) {
+  if (b.rules != nullptr) return;
+  rte_mbuf* m = b.rx[i];
+  net::parse_frame(frame_of(m), rte_pktmbuf_data_len(m), b.meta[i]);
+}
+
 void send_icmp_error(Worker& w, Burst& b, uint16_t i, uint8_t type, uint8_t code, uint16_t mtu = 0) {
+  complete_meta(b, i);
   const net::PacketMeta& meta = b.meta[i];
   if (!may_send_icmp_error(meta)) return;
   if (!take_icmp_token(w, b.now)) {
@@ -286,6 +290,10 @@ void handle_arp(Worker& w, Burst& b, rte_mbuf* m, const net::PacketMeta& meta) {
 }
 
 // Stage 1: count, parse, answer ARP, keep IPv4 packets addressed to our MAC.
+// kFill: kRouting when the burst has no rules to run (the stages after it
+// then read only the routing fields of the meta; complete_meta() fills the
+// rest for a packet that needs it).
+template <net::MetaFill kFill>
 void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
   const PortInfo& port = w.router->ports[b.in_port];
   // The port's MAC as two words in registers: read from `port` in the loop,
@@ -303,7 +311,7 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
     net::PacketMeta& meta = b.meta[b.n_rx];
     const uint8_t* f = frame_of(m);
     const net::ParseOptions options{(m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD};
-    const DropReason reason = net::parse_frame(f, rte_pktmbuf_data_len(m), meta, options);
+    const DropReason reason = net::parse_frame<kFill>(f, rte_pktmbuf_data_len(m), meta, options);
     if (reason != DropReason::kNone) [[unlikely]] {
       drop(w, m, reason);
       continue;
@@ -324,7 +332,12 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
       drop(w, m, DropReason::kIpv6NotForwarded);
       continue;
     }
-    if (w.router->is_directed_broadcast(net::to_host(meta.tuple.src.v4()))) [[unlikely]] {
+    // The addresses from the header, which kRouting leaves out of the meta.
+    uint8_t* ip = const_cast<uint8_t*>(f) + meta.l2_len;
+    uint32_t src, dst;
+    std::memcpy(&src, ip + 12, 4);
+    std::memcpy(&dst, ip + 16, 4);
+    if (w.router->is_directed_broadcast(net::bswap32(src))) [[unlikely]] {
       drop(w, m, DropReason::kMartianSource);
       continue;
     }
@@ -332,8 +345,8 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
     const uint32_t frame_len = meta.l2_len + meta.ip_total_len;
     if (rte_pktmbuf_pkt_len(m) > frame_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - frame_len));
     b.rx[b.n_rx] = m;
-    b.ip[b.n_rx] = const_cast<uint8_t*>(f) + meta.l2_len;
-    b.rx_dst[b.n_rx] = net::to_host(meta.tuple.dst.v4());
+    b.ip[b.n_rx] = ip;
+    b.rx_dst[b.n_rx] = net::bswap32(dst);
     ++b.n_rx;
   }
   if (b.from_peer) {
@@ -910,6 +923,7 @@ void lookup_routes(const route::Fib& fib, const uint32_t* dst, uint32_t* next_ho
 }
 
 void deliver_local(Worker& w, Burst& b, uint16_t i) {
+  complete_meta(b, i);
   rte_mbuf* m = b.rx[i];
   const net::PacketMeta& meta = b.meta[i];
   const bool echo = meta.tuple.proto == net::kProtoIcmp && meta.icmp_type == kIcmpEchoRequest &&
@@ -928,18 +942,19 @@ void wait_for_neighbour(Worker& w, rte_mbuf* m, uint16_t port, uint32_t neighbou
   request_neighbour(w, port, neighbour, now);
 }
 
-// send()'s lookup when the next hop differs from the last one: out of line,
-// once per run of packets.
-[[gnu::noinline]] void look_up_neighbour(Worker& w, Burst& b, uint16_t port, uint32_t ip) {
+// send()'s lookup when the next hop differs from the cached one: out of
+// line, once per run of packets to another next hop.
+[[gnu::noinline]] void look_up_neighbour(Worker& w, uint16_t port, uint32_t ip) {
   const Router& r = *w.router;
   const std::optional<route::Neighbour> n = r.neighbours->lookup(port, ip);
-  b.neighbour_port = port;
-  b.neighbour_ip = ip;
-  b.neighbour_state.reset();
+  NeighbourCache& c = w.neighbour;
+  c.port = port;
+  c.ip = ip;
+  c.state.reset();
   if (!n) return;
-  b.neighbour_state = n->state;
-  std::memcpy(b.neighbour_l2, n->mac.bytes.data(), 6);
-  std::memcpy(b.neighbour_l2 + 6, r.ports[port].mac.bytes.data(), 6);
+  c.state = n->state;
+  std::memcpy(c.l2, n->mac.bytes.data(), 6);
+  std::memcpy(c.l2 + 6, r.ports[port].mac.bytes.data(), 6);
 }
 
 // Last stage, packet by packet as decide() forwards them and
@@ -949,10 +964,11 @@ void wait_for_neighbour(Worker& w, rte_mbuf* m, uint16_t port, uint32_t neighbou
 // Inlined in both callers.
 [[gnu::always_inline]] inline void send(Worker& w, Burst& b, rte_mbuf* m, const route::NextHop& nh, uint32_t dst) {
   const uint32_t next = nh.gateway != 0 ? nh.gateway : dst;
-  if (nh.port != b.neighbour_port || next != b.neighbour_ip) [[unlikely]] look_up_neighbour(w, b, nh.port, next);
-  if (!b.neighbour_state) [[unlikely]] return wait_for_neighbour(w, m, nh.port, next, b.now);
-  if (*b.neighbour_state == route::NeighbourState::kStale) [[unlikely]] request_neighbour(w, nh.port, next, b.now);
-  std::memcpy(frame_of(m), b.neighbour_l2, 12);
+  const NeighbourCache& c = w.neighbour;
+  if (nh.port != c.port || next != c.ip) [[unlikely]] look_up_neighbour(w, nh.port, next);
+  if (!c.state) [[unlikely]] return wait_for_neighbour(w, m, nh.port, next, b.now);
+  if (*c.state == route::NeighbourState::kStale) [[unlikely]] request_neighbour(w, nh.port, next, b.now);
+  std::memcpy(frame_of(m), c.l2, 12);
   tx_enqueue(w, nh.port, m);
 }
 
@@ -1086,15 +1102,22 @@ void process(Worker& w, uint16_t in_port, rte_mbuf** pkts, uint16_t n, bool from
   b.fib = w.router->fib.load(std::memory_order_acquire);
   b.rules = w.router->rules.load(std::memory_order_acquire);
   b.now = rte_rdtsc();
+  const uint64_t neighbours = w.router->neighbours->generation();
+  if (w.neighbour.generation != neighbours) [[unlikely]] {
+    w.neighbour = NeighbourCache{};
+    w.neighbour.generation = neighbours;
+  }
   if (b.rules != nullptr) {
     w.flows->begin_burst();
     w.match_state->begin(b.rules, tsc_to_ns(b.now, w.router->tsc_hz));
   }
 
-  receive_and_parse(w, b, pkts, n);
   if (b.rules != nullptr) {
+    receive_and_parse<net::MetaFill::kAll>(w, b, pkts, n);
     track(w, b);
     prerouting(w, b);
+  } else {
+    receive_and_parse<net::MetaFill::kRouting>(w, b, pkts, n);
   }
   lookup_routes(*b.fib, b.rx_dst, b.rx_next_hop, b.n_rx);
   decide(w, b);

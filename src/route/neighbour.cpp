@@ -65,6 +65,7 @@ void NeighbourTable::write(Slot& slot, uint64_t key, uint64_t mac) {
   slot.key.store(key, std::memory_order_relaxed);
   slot.mac.store(mac, std::memory_order_relaxed);
   slot.seq.store(seq + 2, std::memory_order_release);
+  generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 NeighbourTable::Slot* NeighbourTable::find(uint16_t port, uint32_t ip) {

@@ -170,6 +170,32 @@ TEST_CASE("a routed packet leaves the right port with new MACs, TTL-1 and a vali
   CHECK(r.worker().counters.port[kWan].tx_bytes.get() == in.size());
 }
 
+TEST_CASE("a neighbour's new MAC, or its entry gone, holds from the next burst on") {
+  RingRouter r(kStaticNeighbours);
+  const Frame in = PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build();
+  r.receive(kLan, in);
+  auto out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  CHECK(dst_mac(out[0]) == kServerMac);
+
+  // The worker keeps the gateway's entry across bursts; the control thread's
+  // write must still reach the next packet.
+  const MacAddr moved{{0x02, 0x55, 0, 0, 0, 0x09}};
+  route::NeighbourTable& table = *r.runtime().router().neighbours;
+  REQUIRE(table.set(kWan, addr("198.18.2.2"), moved, route::NeighbourState::kReachable, 0));
+  r.receive(kLan, in);
+  out = r.sent(kWan);
+  REQUIRE(out.size() == 1);
+  CHECK(dst_mac(out[0]) == moved);
+
+  REQUIRE(table.erase(kWan, addr("198.18.2.2")));
+  r.receive(kLan, in);
+  out = r.sent(kWan);
+  REQUIRE(out.size() == 1);  // an ARP request, and the packet waits
+  CHECK(dst_mac(out[0]) == kBroadcast);
+  CHECK(r.worker().pending.size() == 1);
+}
+
 TEST_CASE("a connected destination is its own next hop") {
   RingRouter r(kStaticNeighbours);
   r.receive(kWan, PacketBuilder().eth(kServerMac, r.mac(kWan)).ipv4("198.18.2.2", "198.18.1.2").udp(53, 3333).build());

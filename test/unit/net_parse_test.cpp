@@ -300,6 +300,17 @@ TEST_CASE("the inline common-frame path agrees with the general parser") {
     PacketMeta probe;
     plain += parse_plain_frame(f.data(), static_cast<uint32_t>(f.size()), probe, {});
     if (a != b || (a == DropReason::kNone && std::memcmp(&fast, &general, sizeof fast) != 0)) ++differ;
+    // The routing-only fill: the same verdict and the same routing fields.
+    PacketMeta routing;
+    std::memset(static_cast<void*>(&routing), 0xa5, sizeof routing);
+    const DropReason c = parse_frame<MetaFill::kRouting>(f.data(), static_cast<uint32_t>(f.size()), routing);
+    if (c != b || (c == DropReason::kNone &&
+                   (routing.l2_len != general.l2_len || routing.l3_len != general.l3_len ||
+                    routing.ip_total_len != general.ip_total_len || routing.l3 != general.l3 ||
+                    routing.fragment != general.fragment || routing.ttl != general.ttl ||
+                    routing.has_vlan != general.has_vlan))) {
+      ++differ;
+    }
   }
   CHECK(differ == 0);
   CHECK(plain > 10000);  // the inline path was taken often enough to be compared

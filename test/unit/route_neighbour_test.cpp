@@ -89,3 +89,31 @@ TEST_CASE("a reader racing the writer never sees a torn entry") {
   reader.join();
   CHECK(torn.load() == 0);
 }
+
+TEST_CASE("the generation moves with every write and only then") {
+  NeighbourTable t(64);
+  uint64_t g = t.generation();
+  auto moved = [&] {
+    const uint64_t now = t.generation();
+    const bool changed = now != g;
+    g = now;
+    return changed;
+  };
+  REQUIRE(t.learn(1, 10, mac(1), 0));
+  CHECK(moved());
+  REQUIRE(t.lookup(1, 10));
+  CHECK_FALSE(t.lookup(1, 11));
+  CHECK_FALSE(moved());
+  REQUIRE(t.set(1, 12, mac(2), NeighbourState::kStatic, 0));
+  CHECK(moved());
+  REQUIRE(t.learn(1, 12, mac(3), 5));  // a static entry stays as it is
+  CHECK_FALSE(moved());
+  t.age(50, 100, 100);  // nothing old enough
+  CHECK_FALSE(moved());
+  t.age(150, 100, 100);  // 10 goes stale
+  CHECK(moved());
+  CHECK_FALSE(t.erase(1, 99));
+  CHECK_FALSE(moved());
+  REQUIRE(t.erase(1, 10));
+  CHECK(moved());
+}

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "dpgate/conntrack/port_allocator.hpp"
@@ -18,6 +19,7 @@
 #include "dpgate/dataplane/match_state.hpp"
 #include "dpgate/dataplane/router.hpp"
 #include "dpgate/net/drop_reason.hpp"
+#include "dpgate/route/neighbour.hpp"
 
 struct rte_mbuf;
 
@@ -107,6 +109,17 @@ struct FlowRequest {
   std::vector<conntrack::FlowInfo> flows;
 };
 
+// The neighbour send() looked up last: a worker's packets mostly share a
+// next hop (the gateway), so one lookup serves every packet to it until the
+// neighbour table changes (NeighbourTable::generation()).
+struct NeighbourCache {
+  uint64_t generation = 0;
+  uint16_t port = 0xffff;  // none looked up yet
+  uint32_t ip = 0;
+  std::optional<route::NeighbourState> state;  // none: not resolved
+  uint8_t l2[12] = {};  // its MAC, then the port's: the frame's first 12 bytes
+};
+
 struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   uint16_t queue = 0;  // the RX/TX queue index this worker owns on every port
   unsigned lcore_id = 0;
@@ -118,6 +131,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Worker {
   CycleBucket icmp_bucket;  // ICMP errors the worker may send
   CycleBucket log_bucket;   // LOG records it may write
   uint64_t idle_polls = 0;
+  NeighbourCache neighbour;
 
   // Stateful forwarding: this worker's flows, its NAT port slice, and the
   // state of stateful matches. Created at setup; used only by this worker.

@@ -62,6 +62,12 @@ class NeighbourTable {
   std::vector<Row> rows() const;  // Control thread.
   uint32_t size() const { return live_; }
 
+  // Changes after every write to the table (release). A worker keeps the
+  // entry it last looked up across bursts and drops it when this differs
+  // from the value it saw, once a burst: an entry is then at most one burst
+  // stale, as it was when the cache lived for one burst. Any thread.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
  private:
   // Two words written under a sequence counter (odd while being written).
   // key  = ip << 32 | port << 16 | state
@@ -83,6 +89,9 @@ class NeighbourTable {
   std::vector<uint64_t> confirmed_;  // control-only timestamps, parallel to slots_
   uint32_t mask_ = 0;
   uint32_t live_ = 0;
+  // On a line of its own: every worker reads it every burst, and only a
+  // write to the table writes it.
+  alignas(64) std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace dpgate::route
