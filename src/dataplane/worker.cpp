@@ -295,13 +295,16 @@ void handle_arp(Worker& w, Burst& b, rte_mbuf* m, const net::PacketMeta& meta) {
 // rest for a packet that needs it).
 template <net::MetaFill kFill>
 void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
-  const PortInfo& port = w.router->ports[b.in_port];
-  // The port's MAC as two words in registers: read from `port` in the loop,
-  // it was loaded again for every packet (the meta stores may alias it).
-  uint32_t mac_head;
-  uint16_t mac_tail;
-  std::memcpy(&mac_head, port.mac.bytes.data(), 4);
-  std::memcpy(&mac_tail, port.mac.bytes.data() + 4, 2);
+  const Router& r = *w.router;
+  const PortInfo& port = r.ports[b.in_port];
+  // The port's MAC, and the directed broadcasts' common host bits, in
+  // registers: read from the router in the loop, they were loaded again for
+  // every packet (the meta stores may alias them). The MAC is the low 48
+  // bits of a word, as a frame's first 8 bytes load on this little-endian
+  // host: one compare of the two shifted left by 16.
+  uint64_t mac = 0;
+  std::memcpy(&mac, port.mac.bytes.data(), 6);
+  const uint32_t broadcast_ones = r.directed_broadcast_ones;
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(frame_of(pkts[i]));
   for (uint16_t i = 0; i < n; ++i) {
@@ -320,11 +323,9 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
       handle_arp(w, b, m, meta);
       continue;
     }
-    uint32_t dst_head;
-    uint16_t dst_tail;
-    std::memcpy(&dst_head, f, 4);
-    std::memcpy(&dst_tail, f + 4, 2);
-    if (((dst_head ^ mac_head) | (dst_tail ^ mac_tail)) != 0) [[unlikely]] {
+    uint64_t dst_mac;
+    std::memcpy(&dst_mac, f, 8);  // parsed: the frame holds at least an Ethernet header
+    if (((dst_mac ^ mac) << 16) != 0) [[unlikely]] {
       drop(w, m, DropReason::kNotForUs);
       continue;
     }
@@ -337,7 +338,8 @@ void receive_and_parse(Worker& w, Burst& b, rte_mbuf** pkts, uint16_t n) {
     uint32_t src, dst;
     std::memcpy(&src, ip + 12, 4);
     std::memcpy(&dst, ip + 16, 4);
-    if (w.router->is_directed_broadcast(net::bswap32(src))) [[unlikely]] {
+    if ((net::bswap32(src) & broadcast_ones) == broadcast_ones && r.is_directed_broadcast(net::bswap32(src)))
+        [[unlikely]] {
       drop(w, m, DropReason::kMartianSource);
       continue;
     }
@@ -975,6 +977,7 @@ void wait_for_neighbour(Worker& w, rte_mbuf* m, uint16_t port, uint32_t neighbou
 // Stage 3: forward, deliver locally, or answer with an ICMP error.
 void decide(Worker& w, Burst& b) {
   const Router& r = *w.router;
+  const bool has_rules = b.rules != nullptr;  // in a register: the stores below may alias `b`
   uint64_t forwarded = 0;
   for (uint16_t i = 0; i < b.n_rx; ++i) {
     rte_mbuf* m = b.rx[i];
@@ -1014,7 +1017,7 @@ void decide(Worker& w, Burst& b) {
       drop(w, m, DropReason::kFragmentationNeeded);
       continue;
     }
-    if (b.rules != nullptr) {
+    if (has_rules) {
       const rules::HookResult* res = run_hook(w, b, i, rules::Hook::kForward, nh.port);
       if (res != nullptr && res->action != rules::Action::kAccept) [[unlikely]] {
         refuse(w, b, i, *res);

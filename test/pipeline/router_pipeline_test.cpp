@@ -376,6 +376,20 @@ TEST_CASE("malformed and foreign frames are dropped and counted by reason") {
   CHECK(r.worker().counters.port[kLan].rx_packets.get() == 6);
 }
 
+TEST_CASE("a frame for a MAC one bit off the port's, in its first or its last byte, is not for us") {
+  RingRouter r(kStaticNeighbours);
+  for (const size_t byte : {size_t{0}, size_t{3}, size_t{5}}) {
+    MacAddr near = r.mac(kLan);
+    near.bytes[byte] ^= byte == 0 ? 0x02 : 0x01;  // byte 0: the locally administered bit, not multicast
+    r.receive(kLan, PacketBuilder().eth(kClientMac, near).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build());
+  }
+  CHECK(r.sent(kWan).empty());
+  CHECK(r.drops(net::DropReason::kNotForUs) == 3);
+  // The source MAC, whose first two bytes load with the destination, takes no part.
+  r.receive(kLan, PacketBuilder().eth(kClientMac, r.mac(kLan)).ipv4("198.18.1.2", "198.19.0.10").udp(1, 2).build());
+  CHECK(r.sent(kWan).size() == 1);
+}
+
 // RFC 1812 5.3.7: a connected network's broadcast address is never a valid
 // source. The worker first tests the host bits every such address has set.
 TEST_CASE("a source that is a connected network's broadcast address is a martian") {
